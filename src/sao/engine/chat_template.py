@@ -1,0 +1,38 @@
+"""Turn chat-message lists into prompt token ids with the model's own chat template."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from sao.engine.types import Conversation
+from sao.errors import InputError, ModelLoadError
+
+ROLES = ("system", "user", "assistant")
+
+
+def check_conversation(conversation: Conversation, where: str = "conversation") -> None:
+    """Raise InputError unless ``conversation`` is a non-empty list of {role, content} messages."""
+    if not isinstance(conversation, list) or not conversation:
+        raise InputError(f"{where}: expected a non-empty list of messages")
+    for i, message in enumerate(conversation):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise InputError(f"{where}: message {i} needs a role in {ROLES}")
+        if not isinstance(message.get("content"), str):
+            raise InputError(f"{where}: message {i} needs a string 'content'")
+
+
+def encode_prompt(tokenizer: Any, conversation: Conversation) -> list[int]:
+    """Token ids of ``conversation`` followed by the assistant header, ready for generation.
+
+    The template already places BOS and the special tokens, so the text is tokenized
+    with ``add_special_tokens=False``: otherwise models such as Llama 3 get a doubled BOS.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelLoadError(f"tokenizer of '{tokenizer.name_or_path}' has no chat template; use a chat model")
+    check_conversation(conversation)
+    text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def encode_prompts(tokenizer: Any, conversations: Sequence[Conversation]) -> list[list[int]]:
+    return [encode_prompt(tokenizer, c) for c in conversations]

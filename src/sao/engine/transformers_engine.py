@@ -1,0 +1,217 @@
+"""The embedded default engine: a transformers model, in-process, on CPU or GPU.
+
+It runs its own decode loop over the model's KV cache rather than ``model.generate``,
+for two reasons ``generate`` cannot serve: per-request seeds (``generate`` draws every
+row from one global RNG) and dropping finished rows from the batch so that the
+remaining ones run faster (``generate`` keeps decoding pad tokens for them).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers import DynamicCache
+
+from sao.engine.batching import left_pad, length_buckets
+from sao.engine.chat_template import encode_prompts
+from sao.engine.sampler import choose_tokens
+from sao.engine.stops import StopStrings
+from sao.engine.types import (
+    Completion,
+    Conversation,
+    Sample,
+    SamplingParams,
+    TokenLogprobs,
+    derive_seed,
+    per_request,
+)
+from sao.models import DEFAULT_MODEL, LoadedModel, load_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    """One sequence to decode: sample ``sample`` of conversation ``conv``."""
+
+    conv: int
+    sample: int
+    prompt: list[int]
+    params: SamplingParams
+    seed: int | None
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return {i for i in ids if i is not None}
+
+
+class TransformersEngine:
+    """Generation and scoring with a transformers causal LM.
+
+    Args:
+        loaded: the model and tokenizer (see `sao.models.load_model`).
+        max_batch_size: sequences decoded together; buckets are length-sorted.
+        score_batch_size: sequences per forward pass in `score`.
+        progress: show a progress bar with tokens/s.
+    """
+
+    def __init__(self, loaded: LoadedModel, *, max_batch_size: int = 32, score_batch_size: int = 8, progress: bool = True):
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.max_batch_size = max_batch_size
+        self.score_batch_size = score_batch_size
+        self.progress = progress
+        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        self.pad_id = self.tokenizer.pad_token_id
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: str = DEFAULT_MODEL,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+        **kwargs: Any,
+    ) -> "TransformersEngine":
+        """Load ``spec`` (alias, directory or hub id) and wrap it in an engine."""
+        return cls(load_model(spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code), **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # ------------------------------------------------------------------ generate
+    @torch.inference_mode()
+    def generate(
+        self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+    ) -> list[Completion]:
+        """Sample ``n`` continuations per conversation; returns one Completion each, in order."""
+        params = per_request(sampling, len(conversations))
+        prompts = encode_prompts(self.tokenizer, conversations)
+        jobs = [
+            _Job(c, j, prompt, p, self._seed_for(p, j))
+            for c, (prompt, p) in enumerate(zip(prompts, params))
+            for j in range(p.n)
+        ]
+        completions = [Completion([None] * p.n) for p in params]  # type: ignore[list-item]
+        started, produced = time.perf_counter(), 0
+        with tqdm(total=len(jobs), unit="seq", desc="generate", disable=not self.progress, leave=False) as bar:
+            for bucket in length_buckets([len(job.prompt) for job in jobs], self.max_batch_size):
+                batch = [jobs[i] for i in bucket]
+                for job, sample in zip(batch, self._decode(batch, bar, started, produced)):
+                    completions[job.conv].samples[job.sample] = sample
+                    produced += sample.num_tokens
+        elapsed = time.perf_counter() - started
+        log.debug("generated %d tokens for %d sequences in %.1fs (%.0f tok/s)", produced, len(jobs), elapsed, produced / max(elapsed, 1e-9))
+        return completions
+
+    @staticmethod
+    def _seed_for(params: SamplingParams, index: int) -> int | None:
+        if params.greedy:
+            return None
+        base = params.seed if params.seed is not None else secrets.randbits(63)
+        return derive_seed(base, index)
+
+    def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1, :]
+
+    def _decode(self, batch: list[_Job], bar: tqdm, started: float, produced: int) -> list[Sample]:
+        """Decode one bucket; rows leave the batch as soon as they finish."""
+        device = self.device
+        ids, mask, positions = left_pad([job.prompt for job in batch], self.pad_id, device)
+        temperature = torch.tensor([[job.params.temperature or 1.0] for job in batch], device=device)
+        top_p = torch.tensor([[job.params.top_p] for job in batch], device=device)
+        generators = [None if job.seed is None else torch.Generator().manual_seed(job.seed) for job in batch]
+        stops = {job.params.stop: StopStrings(self.tokenizer, job.params.stop) for job in batch}
+        generated: list[list[int]] = [[] for _ in batch]
+        finish: list[str] = ["length"] * len(batch)
+        alive = list(range(len(batch)))  # batch index of each row still decoding
+
+        cache = DynamicCache(config=self.model.config)
+        logits = self._forward(ids, mask, positions, cache)
+        positions = positions[:, -1:]
+        for _ in range(max(job.params.max_new_tokens for job in batch)):
+            tokens = choose_tokens(logits, temperature, top_p, [generators[i] for i in alive])
+            keep = []
+            for row, (i, token) in enumerate(zip(alive, tokens.tolist())):
+                job = batch[i]
+                if token in self.eos_ids:
+                    finish[i] = "stop"
+                    continue
+                generated[i].append(token)
+                if stops[job.params.stop].hit(generated[i]):
+                    finish[i] = "stop"
+                elif len(generated[i]) < job.params.max_new_tokens:
+                    keep.append(row)
+            produced += len(alive)
+            bar.update(len(alive) - len(keep))
+            bar.set_postfix_str(f"{produced / max(time.perf_counter() - started, 1e-9):.0f} tok/s", refresh=False)
+            if not keep:
+                break
+            if len(keep) < len(alive):
+                rows = torch.as_tensor(keep, device=device)
+                cache.batch_select_indices(rows)
+                mask, positions, tokens = mask[rows], positions[rows], tokens[rows]
+                temperature, top_p = temperature[rows], top_p[rows]
+                alive = [alive[r] for r in keep]
+            mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
+            positions = positions + 1
+            logits = self._forward(tokens[:, None], mask, positions, cache)
+
+        samples = []
+        for i, job in enumerate(batch):
+            text = self.tokenizer.decode(generated[i], skip_special_tokens=True)
+            samples.append(Sample(stops[job.params.stop].truncate(text), generated[i], finish[i], job.seed))  # type: ignore[arg-type]
+        return samples
+
+    # ------------------------------------------------------------------ score
+    @torch.inference_mode()
+    def score(self, conversations: Sequence[Conversation], continuations: Sequence[str]) -> list[TokenLogprobs]:
+        """Log-prob of each continuation token, as the assistant's reply to its conversation.
+
+        Continuations are tokenized on their own (no special tokens), the way a trainer
+        tokenizes a completion after the chat-templated prompt.
+        """
+        if len(conversations) != len(continuations):
+            raise ValueError(f"score: {len(conversations)} conversations but {len(continuations)} continuations")
+        prompts = encode_prompts(self.tokenizer, conversations)
+        targets = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+        results: list[TokenLogprobs | None] = [None] * len(prompts)
+        lengths = [len(p) + len(t) for p, t in zip(prompts, targets)]
+        buckets = length_buckets(lengths, self.score_batch_size)
+        for bucket in tqdm(buckets, unit="batch", desc="score", disable=not self.progress, leave=False):
+            for i, scored in zip(bucket, self._score_batch([prompts[i] for i in bucket], [targets[i] for i in bucket])):
+                results[i] = scored
+        return results  # type: ignore[return-value]
+
+    def _score_batch(self, prompts: list[list[int]], targets: list[list[int]]) -> list[TokenLogprobs]:
+        # Left padding puts every continuation at the end of its row, so the logits of the
+        # last K+1 positions cover all continuations and the rest need no lm_head pass.
+        k = max(len(t) for t in targets)
+        ids, mask, positions = left_pad([p + t for p, t in zip(prompts, targets)], self.pad_id, self.device)
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=k + 1).logits
+        logits = logits[:, :-1].float()
+        wanted = ids[:, ids.shape[1] - k :]
+        token_logprobs = logits.gather(-1, wanted[..., None]).squeeze(-1) - logits.logsumexp(-1)
+        return [
+            TokenLogprobs(list(t), token_logprobs[row, k - len(t) :].tolist()) for row, t in enumerate(targets)
+        ]

@@ -1,0 +1,28 @@
+"""Exception types. Each carries one line that names the bad field, file or model.
+
+The CLI turns any `SaoError` into that one line on stderr and a non-zero exit code.
+"""
+
+
+class SaoError(Exception):
+    """Base class for errors a user can fix: bad input, bad config, missing model."""
+
+
+class InputError(SaoError):
+    """An input file is missing or malformed (the message names the file and line)."""
+
+
+class ConfigError(SaoError):
+    """A config value is invalid (the message names the field)."""
+
+
+class ModelLoadError(SaoError):
+    """A model could not be resolved or loaded."""
+
+
+class ResumeConflictError(SaoError):
+    """A run directory was made with a different config or model than the one given now."""
+
+
+class StoreCorruptError(SaoError):
+    """A stage file holds a damaged row that is not a torn last line."""

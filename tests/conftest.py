@@ -1,0 +1,57 @@
+"""Shared fixtures: the real embedded model, and a tiny random model with the same tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from sao.engine.transformers_engine import TransformersEngine
+from sao.models import load_model, resolve_model_path
+
+
+@pytest.fixture(scope="session")
+def smol_dir() -> str:
+    """The embedded SmolLM2-135M-Instruct in HF format (converted once, then cached)."""
+    return resolve_model_path("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def smol_engine(smol_dir: str) -> TransformersEngine:
+    return TransformersEngine(load_model("smollm2-135m", dtype="float32"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, smol_dir: str) -> Path:
+    """A randomly initialised 2-layer Llama with SmolLM2's tokenizer and chat template, saved to disk."""
+    tokenizer = AutoTokenizer.from_pretrained(smol_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_model_dir: Path) -> TransformersEngine:
+    return TransformersEngine(load_model(str(tiny_model_dir), dtype="float32"), max_batch_size=4, progress=False)
+
+
+def ask(question: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": question}]
