@@ -28,7 +28,7 @@ demo: setup
 	$(BIN)/sao chat "What is the capital of France?"
 
 bench: setup
-	$(BIN)/python benchmarks/generate_throughput.py
+	$(BIN)/python benchmarks/run_all.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

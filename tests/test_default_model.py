@@ -3,17 +3,18 @@
 import pytest
 import torch
 
+from conftest import ask
 from sao.engine import SamplingParams
 from sao.engine.chat_template import encode_prompt
 from sao.models import EMBEDDED_MODELS, convert_embedded_model, load_model
-
-from conftest import ask
 
 pytestmark = pytest.mark.slow
 
 
 def test_greedy_answer_knows_paris(smol_engine):
-    out = smol_engine.generate([ask("What is the capital of France?")], SamplingParams(temperature=0, max_new_tokens=40))
+    out = smol_engine.generate(
+        [ask("What is the capital of France?")], SamplingParams(temperature=0, max_new_tokens=40)
+    )
     sample = out[0].samples[0]
     assert "Paris" in sample.text
     assert sample.finish_reason == "stop"
@@ -35,7 +36,7 @@ def test_greedy_matches_model_generate(smol_engine):
     for conv, completion in zip(convs, ours):
         ids = torch.tensor([encode_prompt(tok, conv)])
         ref = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=24, do_sample=False)
-        ref_tokens = [t for t in ref[0, ids.shape[1]:].tolist() if t not in smol_engine.eos_ids]
+        ref_tokens = [t for t in ref[0, ids.shape[1] :].tolist() if t not in smol_engine.eos_ids]
         assert completion.samples[0].token_ids == ref_tokens
 
 

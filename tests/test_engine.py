@@ -3,11 +3,10 @@
 import pytest
 import torch
 
+from conftest import ask
 from sao.engine import SamplingParams
 from sao.engine.chat_template import encode_prompt
 from sao.errors import ConfigError, InputError
-
-from conftest import ask
 
 PROMPTS = [ask("hi"), ask("a much longer question about several different things " * 3), ask("what is two plus two?")]
 
@@ -46,7 +45,7 @@ def test_greedy_matches_model_generate(tiny_engine):
     for conv, completion in zip(PROMPTS, ours):
         ids = torch.tensor([encode_prompt(tok, conv)])
         ref = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=10, do_sample=False)
-        ref_tokens = [t for t in ref[0, ids.shape[1]:].tolist() if t not in tiny_engine.eos_ids]
+        ref_tokens = [t for t in ref[0, ids.shape[1] :].tolist() if t not in tiny_engine.eos_ids]
         assert completion.samples[0].token_ids == ref_tokens[: len(completion.samples[0].token_ids)]
 
 
@@ -54,7 +53,9 @@ def test_stop_string_ends_the_sample(tiny_engine):
     free = tiny_engine.generate([PROMPTS[0]], SamplingParams(temperature=0, max_new_tokens=20))[0].samples[0]
     assert len(free.text) > 6
     stop = free.text[3:6]
-    cut = tiny_engine.generate([PROMPTS[0]], SamplingParams(temperature=0, max_new_tokens=20, stop=(stop,)))[0].samples[0]
+    cut = tiny_engine.generate([PROMPTS[0]], SamplingParams(temperature=0, max_new_tokens=20, stop=(stop,)))[0].samples[
+        0
+    ]
     assert cut.finish_reason == "stop"
     assert stop not in cut.text
     assert free.text.startswith(cut.text)

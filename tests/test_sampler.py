@@ -66,8 +66,13 @@ def test_derive_seed_is_stable_and_spreads():
 
 @pytest.mark.parametrize(
     "kwargs, field",
-    [({"n": 0}, "n"), ({"temperature": -1}, "temperature"), ({"top_p": 0}, "top_p"),
-     ({"max_new_tokens": 0}, "max_new_tokens"), ({"stop": ("",)}, "stop")],
+    [
+        ({"n": 0}, "n"),
+        ({"temperature": -1}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"stop": ("",)}, "stop"),
+    ],
 )
 def test_sampling_params_name_the_bad_field(kwargs, field):
     with pytest.raises(ConfigError, match=f"^{field}:"):

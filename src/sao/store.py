@@ -17,9 +17,10 @@ import json
 import logging
 import os
 import shutil
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -33,7 +34,7 @@ MANIFEST = "manifest.json"
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -100,7 +101,9 @@ class ResumableWriter:
             rows, end = _read_rows(self.path)
             self.torn_bytes = self.path.stat().st_size - end
             if self.torn_bytes:
-                log.warning("%s: dropped a torn last line (%d bytes) left by an interrupted run", self.path, self.torn_bytes)
+                log.warning(
+                    "%s: dropped a torn last line (%d bytes) left by an interrupted run", self.path, self.torn_bytes
+                )
                 os.truncate(self.path, end)
             self.done_ids = {row["id"] for row in rows}
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +126,7 @@ class ResumableWriter:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "ResumableWriter":
+    def __enter__(self) -> ResumableWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -145,7 +148,7 @@ class RunStore:
     @classmethod
     def open(
         cls, root: str | Path, config: dict[str, Any], model: dict[str, Any] | None = None, *, force: bool = False
-    ) -> "RunStore":
+    ) -> RunStore:
         """Create ``root`` or resume it.
 
         ``config`` holds every setting that changes the rows; ``model`` carries the model's
@@ -184,7 +187,7 @@ class RunStore:
 
     @staticmethod
     def _supersede(root: Path) -> Path:
-        dest = root / "superseded" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        dest = root / "superseded" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         dest.mkdir(parents=True)
         for entry in root.iterdir():
             if entry.name != "superseded":

@@ -14,7 +14,7 @@ sort only for rows whose nucleus is larger than that.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -64,7 +65,9 @@ class TransformersEngine:
         progress: show a progress bar with tokens/s.
     """
 
-    def __init__(self, loaded: LoadedModel, *, max_batch_size: int = 32, score_batch_size: int = 8, progress: bool = True):
+    def __init__(
+        self, loaded: LoadedModel, *, max_batch_size: int = 32, score_batch_size: int = 8, progress: bool = True
+    ):
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
@@ -83,7 +86,7 @@ class TransformersEngine:
         dtype: str = "auto",
         trust_remote_code: bool = False,
         **kwargs: Any,
-    ) -> "TransformersEngine":
+    ) -> TransformersEngine:
         """Load ``spec`` (alias, directory or hub id) and wrap it in an engine."""
         return cls(load_model(spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code), **kwargs)
 
@@ -113,7 +116,13 @@ class TransformersEngine:
                     completions[job.conv].samples[job.sample] = sample
                     produced += sample.num_tokens
         elapsed = time.perf_counter() - started
-        log.debug("generated %d tokens for %d sequences in %.1fs (%.0f tok/s)", produced, len(jobs), elapsed, produced / max(elapsed, 1e-9))
+        log.debug(
+            "generated %d tokens for %d sequences in %.1fs (%.0f tok/s)",
+            produced,
+            len(jobs),
+            elapsed,
+            produced / max(elapsed, 1e-9),
+        )
         return completions
 
     @staticmethod
@@ -123,7 +132,9 @@ class TransformersEngine:
         base = params.seed if params.seed is not None else secrets.randbits(63)
         return derive_seed(base, index)
 
-    def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
+    def _forward(
+        self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache
+    ) -> torch.Tensor:
         out = self.model(
             input_ids=input_ids,
             attention_mask=mask,
@@ -212,6 +223,4 @@ class TransformersEngine:
         logits = logits[:, :-1].float()
         wanted = ids[:, ids.shape[1] - k :]
         token_logprobs = logits.gather(-1, wanted[..., None]).squeeze(-1) - logits.logsumexp(-1)
-        return [
-            TokenLogprobs(list(t), token_logprobs[row, k - len(t) :].tolist()) for row, t in enumerate(targets)
-        ]
+        return [TokenLogprobs(list(t), token_logprobs[row, k - len(t) :].tolist()) for row, t in enumerate(targets)]

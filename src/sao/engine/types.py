@@ -7,8 +7,9 @@ implements `Engine`: ``generate`` for sampling and ``score`` for token log-probs
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, Sequence
+from typing import Literal, Protocol
 
 from sao.errors import ConfigError
 

@@ -120,7 +120,10 @@ def generate_rows(engine: Engine, config: GenerateConfig, prompts: list[PromptRo
         GenerationRow(
             id=p.id,
             messages=p.messages,
-            samples=[SampleRecord(text=s.text, finish_reason=s.finish_reason, num_tokens=s.num_tokens, seed=s.seed) for s in c.samples],
+            samples=[
+                SampleRecord(text=s.text, finish_reason=s.finish_reason, num_tokens=s.num_tokens, seed=s.seed)
+                for s in c.samples
+            ],
         )
         for p, c in zip(prompts, completions)
     ]
