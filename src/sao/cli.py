@@ -142,6 +142,61 @@ def generate(
     )
 
 
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (created, or resumed).")],
+    recipe: Annotated[Path | None, typer.Option(help="YAML recipe (its 'synth' section, or the whole file).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Overrides the recipe's model.")] = None,
+    num_prompts: Annotated[int | None, typer.Option(help="Personas drawn, hence prompts requested.")] = None,
+    personas: Annotated[
+        str | None, typer.Option(help="'self', a .jsonl/.txt/.parquet file, or hf:NAME[:CONFIG].")
+    ] = None,
+    no_personas: Annotated[bool, typer.Option(help="Ablation: prompts with no persona.")] = False,
+    seed: Annotated[int | None, typer.Option(help="Overrides the recipe's seed.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Recipe override, e.g. --set judge.mode=generate (repeatable).")
+    ] = None,
+    batch_size: BatchOpt = 32,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Rows written per append (the most a kill can lose).")] = 32,
+    force: Annotated[bool, typer.Option(help="Start over if the run directory has a different config.")] = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    trust_remote_code: RemoteCodeOpt = False,
+) -> None:
+    """Personas -> prompts -> K responses -> self-judgement -> preference pairs, resumable."""
+    from sao.models import describe
+    from sao.recipe import apply_overrides, load_yaml, set_field, validate
+    from sao.synth.config import SynthConfig
+    from sao.synth.pipeline import run_synth
+    from sao.synth.report import write_report
+
+    values = load_yaml(recipe) if recipe else {}
+    values = dict(values.get("synth", values))
+    flags = {"model": model, "num_prompts": num_prompts, "seed": seed, "personas.source": personas}
+    flags["prompts.no_personas"] = True if no_personas else None
+    for key, value in flags.items():
+        if value is not None:
+            values = set_field(values, key, value)
+    config = validate(SynthConfig, apply_overrides(values, set_ or []))
+    engine = _engine(config.model, device, dtype, trust_remote_code, batch_size)
+    store, _ = run_synth(engine, config, out, model_info=describe(engine.loaded), force=force, chunk_size=chunk_size)
+    md, png = write_report(store)
+    pairs = store.manifest.stages["pairs"]
+    typer.echo(f"{pairs.rows} preference pairs in {store.stage_path('pairs')} (+ pairs.parquet); report: {md}")
+
+
+@app.command()
+def stats(run_dir: Annotated[Path, typer.Argument(help="A run directory made by sao synth.")]) -> None:
+    """Print per-stage counts, drop reasons, diversity and judge bias; write report.md and lengths.png."""
+    from sao.store import RunStore
+    from sao.synth.report import stats_markdown, write_report
+
+    store = RunStore.load(run_dir)
+    md, png = write_report(store)
+    typer.echo(stats_markdown(store))
+    typer.echo(f"wrote {md}" + (f" and {png}" if png else ""))
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, not a traceback.
 

@@ -57,3 +57,17 @@ def run_stage(
         total = len(writer.done_ids)
     store.stage_done(stage, rows=total, stats=stats(store.rows(stage)) if stats else None)
     return StageResult(stage, total, written, skipped)
+
+
+def drop_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows in and kept, and dropped rows counted by reason (rows carry ``drop_reason``)."""
+    reasons: dict[str, int] = {}
+    for row in rows:
+        if row.get("drop_reason"):
+            reasons[row["drop_reason"]] = reasons.get(row["drop_reason"], 0) + 1
+    return {"rows_in": len(rows), "kept": len(rows) - sum(reasons.values()), "dropped": reasons}
+
+
+def kept(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows a stage passes on to the next."""
+    return [r for r in rows if r.get("drop_reason") is None]

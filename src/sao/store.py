@@ -176,6 +176,14 @@ class RunStore:
         store.save()
         return store
 
+    @classmethod
+    def load(cls, root: str | Path) -> RunStore:
+        """Open an existing run directory for reading (no config check)."""
+        path = Path(root) / MANIFEST
+        if not path.is_file():
+            raise InputError(f"{root}: not a run directory (no {MANIFEST})")
+        return cls(Path(root), Manifest.model_validate_json(path.read_text()))
+
     @staticmethod
     def _conflict(old: Manifest, new: Manifest) -> str | None:
         if old.config_hash != new.config_hash:

@@ -25,13 +25,19 @@ def check_conversation(conversation: Conversation, where: str = "conversation") 
 def encode_prompt(tokenizer: Any, conversation: Conversation) -> list[int]:
     """Token ids of ``conversation`` followed by the assistant header, ready for generation.
 
-    The template already places BOS and the special tokens, so the text is tokenized
-    with ``add_special_tokens=False``: otherwise models such as Llama 3 get a doubled BOS.
+    A conversation that ends with an assistant message is a prefill: the model continues
+    that message (``continue_final_message``, as in vLLM and TRL) instead of starting a
+    new one. The template already places BOS and the special tokens, so the text is
+    tokenized with ``add_special_tokens=False``: otherwise models such as Llama 3 get a
+    doubled BOS.
     """
     if not getattr(tokenizer, "chat_template", None):
         raise ModelLoadError(f"tokenizer of '{tokenizer.name_or_path}' has no chat template; use a chat model")
     check_conversation(conversation)
-    text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    prefill = conversation[-1]["role"] == "assistant"
+    text = tokenizer.apply_chat_template(
+        conversation, tokenize=False, add_generation_prompt=not prefill, continue_final_message=prefill
+    )
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 

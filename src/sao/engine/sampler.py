@@ -61,22 +61,23 @@ def choose_tokens(
     if not sampled:
         return tokens
     rows = torch.as_tensor(sampled, device=logits.device)
-    probs = torch.softmax(logits[rows].float() / temperature[rows], dim=-1).cpu()
+    probs = torch.softmax(logits[rows].float() / temperature[rows], dim=-1)
     mass = top_p[rows].cpu()
-    # The generators live on the CPU so that seeds give the same stream on every device.
+    # The generators live on the CPU so that seeds give the same stream on every device;
+    # only the candidates (or, for the rare slow rows, their full distribution) leave the device.
     uniform = torch.stack([torch.rand(1, generator=generators[i]) for i in sampled])
     chosen = torch.empty(len(sampled), dtype=torch.long)
 
     fast = torch.zeros(len(sampled), dtype=torch.bool)
     if bool((mass < 1).any()):
-        top_probs, top_ids = probs.topk(min(NUCLEUS_CANDIDATES, probs.shape[-1]), dim=-1)
+        top_probs, top_ids = (t.cpu() for t in probs.topk(min(NUCLEUS_CANDIDATES, probs.shape[-1]), dim=-1))
         fast = ((mass < 1) & (top_probs.sum(-1, keepdim=True) >= mass)).squeeze(-1)
         if bool(fast.any()):
             pick = inverse_cdf(nucleus(top_probs[fast], mass[fast]), uniform[fast])
             chosen[fast] = top_ids[fast].gather(-1, pick[:, None]).squeeze(-1)
     slow = ~fast
     if bool(slow.any()):
-        dist = probs[slow]
+        dist = probs[slow.to(probs.device)].cpu()
         if bool((mass[slow] < 1).any()):
             dist = top_p_filter(dist, mass[slow])
         chosen[slow] = inverse_cdf(dist, uniform[slow])

@@ -48,6 +48,27 @@ class _Job:
     seed: int | None
 
 
+class _Meter:
+    """The progress bar: finished sequences, with generated tokens/s alongside."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = tqdm(total=total, unit="seq", desc="generate", disable=not enabled, leave=False)
+        self.started = time.perf_counter()
+        self.tokens = 0
+
+    def advance(self, tokens: int, finished: int) -> None:
+        self.tokens += tokens
+        self.bar.update(finished)
+        self.bar.set_postfix_str(f"{self.tokens / self.elapsed:.0f} tok/s", refresh=False)
+
+    @property
+    def elapsed(self) -> float:
+        return max(time.perf_counter() - self.started, 1e-9)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     ids = {tokenizer.eos_token_id}
     configured = getattr(model.generation_config, "eos_token_id", None)
@@ -108,20 +129,20 @@ class TransformersEngine:
             for j in range(p.n)
         ]
         completions = [Completion([None] * p.n) for p in params]  # type: ignore[list-item]
-        started, produced = time.perf_counter(), 0
-        with tqdm(total=len(jobs), unit="seq", desc="generate", disable=not self.progress, leave=False) as bar:
+        meter = _Meter(len(jobs), self.progress)
+        try:
             for bucket in length_buckets([len(job.prompt) for job in jobs], self.max_batch_size):
                 batch = [jobs[i] for i in bucket]
-                for job, sample in zip(batch, self._decode(batch, bar, started, produced)):
+                for job, sample in zip(batch, self._decode(batch, meter)):
                     completions[job.conv].samples[job.sample] = sample
-                    produced += sample.num_tokens
-        elapsed = time.perf_counter() - started
+        finally:
+            meter.close()
         log.debug(
             "generated %d tokens for %d sequences in %.1fs (%.0f tok/s)",
-            produced,
+            meter.tokens,
             len(jobs),
-            elapsed,
-            produced / max(elapsed, 1e-9),
+            meter.elapsed,
+            meter.tokens / meter.elapsed,
         )
         return completions
 
@@ -145,7 +166,7 @@ class TransformersEngine:
         )
         return out.logits[:, -1, :]
 
-    def _decode(self, batch: list[_Job], bar: tqdm, started: float, produced: int) -> list[Sample]:
+    def _decode(self, batch: list[_Job], meter: _Meter) -> list[Sample]:
         """Decode one bucket; rows leave the batch as soon as they finish."""
         device = self.device
         ids, mask, positions = left_pad([job.prompt for job in batch], self.pad_id, device)
@@ -173,9 +194,7 @@ class TransformersEngine:
                     finish[i] = "stop"
                 elif len(generated[i]) < job.params.max_new_tokens:
                     keep.append(row)
-            produced += len(alive)
-            bar.update(len(alive) - len(keep))
-            bar.set_postfix_str(f"{produced / max(time.perf_counter() - started, 1e-9):.0f} tok/s", refresh=False)
+            meter.advance(tokens=len(alive), finished=len(alive) - len(keep))
             if not keep:
                 break
             if len(keep) < len(alive):

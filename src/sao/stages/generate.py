@@ -13,12 +13,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from sao.engine import Conversation, Engine, SamplingParams, derive_seed
 from sao.engine.chat_template import check_conversation
 from sao.errors import ConfigError, InputError
 from sao.jsonl import read_jsonl
+from sao.recipe import validate
 from sao.stage import StageResult, run_stage
 from sao.store import RunStore
 
@@ -170,10 +171,5 @@ def run_generate(
 
 
 def validate_config(values: dict[str, Any]) -> GenerateConfig:
-    """Build a GenerateConfig, turning validation errors into one ConfigError naming the field."""
-    try:
-        return GenerateConfig(**values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "config"
-        raise ConfigError(f"{field}: {first['msg']}") from None
+    """Build a GenerateConfig; a bad value is one ConfigError naming the field."""
+    return validate(GenerateConfig, values)

@@ -1,0 +1,166 @@
+"""Stage 4: the model ranks its own responses (SAO's self-judgement), with optional position debiasing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from sao.engine import Engine, SamplingParams
+from sao.stage import StageResult, drop_stats, kept, run_stage
+from sao.store import RunStore
+from sao.synth.config import JudgeConfig, SynthConfig
+from sao.synth.ranking import (
+    RANKING_PREFIX,
+    best_and_worst,
+    build_judge_prompt,
+    debiased_probability,
+    first_wins_probability,
+    orders_agree,
+    parse_ranking,
+    round_robin,
+    verdict_drop_reason,
+)
+
+STAGE = "judgements"
+
+
+class Judgement(BaseModel):
+    first: int  # sample index shown as Response 1
+    second: int  # sample index shown as Response 2
+    p_first: float | None  # P(Response 1 ranked first); None when a generated ranking did not parse
+    output: str | None = None  # the generated ranking (mode 'generate')
+
+
+class Comparison(BaseModel):
+    a: int
+    b: int
+    p_a: float | None  # P(a better than b), debiased over both orders in swap mode
+    consistent: bool | None  # swap mode: both orders preferred the same response
+
+
+class JudgementRow(BaseModel):
+    id: str
+    schema_version: int = 1
+    judgements: list[Judgement]
+    comparisons: list[Comparison]
+    chosen: int | None
+    rejected: int | None
+    p_chosen: float | None
+    drop_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class _Request:
+    row: int
+    first: int
+    second: int
+    conversation: list[dict[str, str]]
+
+
+def judge_requests(rows: list[dict[str, Any]], judge: JudgeConfig) -> list[_Request]:
+    """Round-robin over each row's usable samples, in one order or both."""
+    requests = []
+    for r, row in enumerate(rows):
+        texts = {i: row["samples"][i]["text"] for i in row["usable"]}
+        for x, y in round_robin(len(row["usable"])):
+            a, b = row["usable"][x], row["usable"][y]
+            orders = [(a, b), (b, a)] if judge.order == "swap" else [(a, b)]
+            for first, second in orders:
+                text = build_judge_prompt(row["prompt"], [texts[first], texts[second]], judge.template)
+                requests.append(_Request(r, first, second, [{"role": "user", "content": text}]))
+    return requests
+
+
+def run_judge(engine: Engine, requests: list[_Request], judge: JudgeConfig) -> list[Judgement]:
+    """One judgement per request, by log-probs of '1' vs '2' or by a generated, strictly parsed ranking."""
+    if not requests:
+        return []
+    convs = [q.conversation for q in requests]
+    if judge.mode == "logprob":
+        # Both continuations share the prefix; only the digit differs, so the ratio of their
+        # probabilities is the judge's preference between the two answers it may give.
+        scored = engine.score(convs * 2, [f"{RANKING_PREFIX} 1"] * len(convs) + [f"{RANKING_PREFIX} 2"] * len(convs))
+        return [
+            Judgement(first=q.first, second=q.second, p_first=first_wins_probability(one.total, two.total))
+            for q, one, two in zip(requests, scored[: len(convs)], scored[len(convs) :])
+        ]
+    outputs = engine.generate(convs, SamplingParams(temperature=0, max_new_tokens=judge.max_new_tokens))
+    judgements = []
+    for q, completion in zip(requests, outputs):
+        text = completion.samples[0].text
+        ranking = parse_ranking(text, 2)
+        p_first = None if ranking is None else float(ranking[0] == 1)
+        judgements.append(Judgement(first=q.first, second=q.second, p_first=p_first, output=text))
+    return judgements
+
+
+def compare(a: int, b: int, judgements: list[Judgement]) -> Comparison:
+    """P(a better than b) from the judgements of this pair (one order, or both)."""
+    forward = next(j for j in judgements if (j.first, j.second) == (a, b))
+    swapped = next((j for j in judgements if (j.first, j.second) == (b, a)), None)
+    if forward.p_first is None or (swapped is not None and swapped.p_first is None):
+        return Comparison(a=a, b=b, p_a=None, consistent=None)
+    if swapped is None:
+        return Comparison(a=a, b=b, p_a=forward.p_first, consistent=None)
+    return Comparison(
+        a=a,
+        b=b,
+        p_a=debiased_probability(forward.p_first, swapped.p_first),
+        consistent=orders_agree(forward.p_first, swapped.p_first),
+    )
+
+
+def decide(row_id: str, usable: list[int], judgements: list[Judgement], judge: JudgeConfig) -> JudgementRow:
+    """Pick chosen and rejected: best and worst by round-robin wins, kept if the judge was decisive."""
+    comparisons = [compare(usable[x], usable[y], judgements) for x, y in round_robin(len(usable))]
+    p_better = {(usable.index(c.a), usable.index(c.b)): 0.5 if c.p_a is None else c.p_a for c in comparisons}
+    best, worst, _ = best_and_worst(len(usable), p_better)
+    a, b = sorted((usable[best], usable[worst]))
+    final = next(c for c in comparisons if (c.a, c.b) == (a, b))
+    row = dict(id=row_id, judgements=judgements, comparisons=comparisons)
+    if final.p_a is None:
+        return JudgementRow(**row, chosen=None, rejected=None, p_chosen=None, drop_reason="parse_failure")
+    chosen, rejected, p = (a, b, final.p_a) if final.p_a >= 0.5 else (b, a, 1 - final.p_a)
+    reason = verdict_drop_reason(p, final.consistent, judge.swap_rule, judge.margin)
+    return JudgementRow(**row, chosen=chosen, rejected=rejected, p_chosen=round(p, 6), drop_reason=reason)
+
+
+def make_rows(engine: Engine, config: SynthConfig, chunk: list[dict[str, Any]]) -> list[JudgementRow]:
+    requests = judge_requests(chunk, config.judge)
+    judgements = run_judge(engine, requests, config.judge)
+    per_row: list[list[Judgement]] = [[] for _ in chunk]
+    for q, j in zip(requests, judgements):
+        per_row[q.row].append(j)
+    return [decide(row["id"], row["usable"], js, config.judge) for row, js in zip(chunk, per_row)]
+
+
+def judge_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Drops, plus the judge's position bias: consistency across orders and first-slot wins."""
+    stats = drop_stats(rows)
+    judgements = [j for r in rows for j in r["judgements"]]
+    parsed = [j["p_first"] for j in judgements if j["p_first"] is not None]
+    swapped = [c["consistent"] for r in rows for c in r["comparisons"] if c["consistent"] is not None]
+    decided = [r["p_chosen"] for r in rows if r["p_chosen"] is not None]
+    stats["judgements"] = len(judgements)
+    stats["parse_failure_rate"] = round(1 - len(parsed) / len(judgements), 4) if judgements else 0.0
+    stats["first_position_win_share"] = round(sum(p > 0.5 for p in parsed) / len(parsed), 4) if parsed else None
+    stats["position_consistency"] = round(sum(swapped) / len(swapped), 4) if swapped else None
+    stats["mean_p_chosen"] = round(sum(decided) / len(decided), 4) if decided else None
+    return stats
+
+
+def run_judgements(
+    engine: Engine, config: SynthConfig, store: RunStore, *, chunk_size: int = 32, progress: bool = True
+) -> StageResult:
+    return run_stage(
+        store,
+        STAGE,
+        kept(store.rows("responses")),
+        key=lambda r: r["id"],
+        process=lambda chunk: make_rows(engine, config, chunk),
+        chunk_size=chunk_size,
+        stats=judge_stats,
+        progress=progress,
+    )

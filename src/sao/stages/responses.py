@@ -1,0 +1,99 @@
+"""Stage 3: K sampled responses per prompt (the paper's temperature 0.6, top-p 0.95)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from sao.engine import Engine, SamplingParams, derive_seed
+from sao.stage import StageResult, drop_stats, kept, run_stage
+from sao.store import RunStore
+from sao.synth.config import SynthConfig
+
+STAGE = "responses"
+
+
+class ResponseSample(BaseModel):
+    text: str
+    finish_reason: str
+    num_tokens: int
+    seed: int | None
+
+
+class ResponseRow(BaseModel):
+    id: str
+    schema_version: int = 1
+    prompt: str
+    samples: list[ResponseSample]
+    usable: list[int]  # indices of distinct samples that ended by themselves and are not empty
+    drop_reason: str | None = None
+
+
+def usable_samples(samples: list[ResponseSample]) -> tuple[list[int], str | None]:
+    """Indices of usable samples, and the reason the row is dropped when fewer than two remain.
+
+    A sample is usable when it is non-empty, was not cut off by the token budget, and
+    differs from every earlier usable sample. The reason names what removed most: a
+    truncated sample first, then an empty one, else identical samples.
+    """
+    usable, seen = [], set()
+    for i, s in enumerate(samples):
+        text = s.text.strip()
+        if text and s.finish_reason != "length" and text not in seen:
+            usable.append(i)
+            seen.add(text)
+    if len(usable) >= 2:
+        return usable, None
+    if any(s.finish_reason == "length" for s in samples):
+        return usable, "truncated"
+    if any(not s.text.strip() for s in samples):
+        return usable, "empty"
+    return usable, "identical"
+
+
+def make_rows(engine: Engine, config: SynthConfig, chunk: list[dict[str, Any]]) -> list[ResponseRow]:
+    c = config.responses
+    params = [
+        SamplingParams(
+            n=c.k,
+            temperature=c.temperature,
+            top_p=c.top_p,
+            max_new_tokens=c.max_new_tokens,
+            seed=derive_seed(config.seed, STAGE, row["id"]),
+        )
+        for row in chunk
+    ]
+    completions = engine.generate([[{"role": "user", "content": row["prompt"]}] for row in chunk], params)
+    rows = []
+    for row, completion in zip(chunk, completions):
+        samples = [
+            ResponseSample(text=s.text, finish_reason=s.finish_reason, num_tokens=s.num_tokens, seed=s.seed)
+            for s in completion.samples
+        ]
+        usable, reason = usable_samples(samples)
+        rows.append(ResponseRow(id=row["id"], prompt=row["prompt"], samples=samples, usable=usable, drop_reason=reason))
+    return rows
+
+
+def response_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    stats = drop_stats(rows)
+    lengths = [s["num_tokens"] for r in rows for s in r["samples"]]
+    stats["mean_tokens"] = round(sum(lengths) / len(lengths), 1) if lengths else 0.0
+    stats["truncated_samples"] = sum(s["finish_reason"] == "length" for r in rows for s in r["samples"])
+    return stats
+
+
+def run_responses(
+    engine: Engine, config: SynthConfig, store: RunStore, *, chunk_size: int = 32, progress: bool = True
+) -> StageResult:
+    return run_stage(
+        store,
+        STAGE,
+        kept(store.rows("prompts")),
+        key=lambda r: r["id"],
+        process=lambda chunk: make_rows(engine, config, chunk),
+        chunk_size=chunk_size,
+        stats=response_stats,
+        progress=progress,
+    )

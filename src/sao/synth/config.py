@@ -1,0 +1,109 @@
+"""The synth recipe: one section per stage. Every field carries its help text, which the docs reuse."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from sao.synth.personas import PERSONA_TEMPLATE
+from sao.synth.prompts import NO_PERSONA_TEMPLATE, PROMPT_TEMPLATE
+from sao.synth.ranking import JUDGE_TEMPLATE
+
+
+class Section(BaseModel, extra="forbid", validate_assignment=True):
+    """A recipe section: unknown keys are errors, so a typo cannot be silently ignored."""
+
+
+def _needs(template: str, *names: str) -> str:
+    missing = [n for n in names if "{" + n + "}" not in template]
+    if missing:
+        raise ValueError(f"the template must contain {', '.join('{' + n + '}' for n in missing)}")
+    return template
+
+
+class PersonaConfig(Section):
+    source: str = Field(
+        "self",
+        description="'self' (the model writes personas from seed attributes), a .jsonl (field 'persona'), "
+        ".txt (one per line) or .parquet file, or 'hf:NAME' / 'hf:NAME:CONFIG' for a HF dataset "
+        "(the paper uses hf:proj-persona/PersonaHub:persona).",
+    )
+    template: str = Field(PERSONA_TEMPLATE, description="Persona-writing request (source 'self').")
+    prefill_marker: bool = Field(
+        True, description="Start the model's answer with 'Persona:' (small models ignore the format otherwise)."
+    )
+    temperature: float = Field(0.8, ge=0, description="Sampling temperature for self-generated personas.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus mass for self-generated personas.")
+    max_new_tokens: int = Field(96, ge=8, description="Token budget of one self-generated persona.")
+    max_chars: int = Field(600, ge=10, description="Longer personas are dropped as too_long.")
+    dedup_threshold: float = Field(
+        0.7, gt=0, le=1, description="Word 3-gram Jaccard at or above which personas are near-duplicates."
+    )
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        return _needs(v, "occupation", "interest", "situation", "expertise")
+
+
+class PromptConfig(Section):
+    template: str = Field(PROMPT_TEMPLATE, description="Role-play request; {persona} is replaced by the persona.")
+    no_personas: bool = Field(False, description="Ablation: ask for prompts with no persona (no_persona_template).")
+    prefill_marker: bool = Field(
+        True,
+        description="Start the model's answer with 'User prompt:'. The paper's 7-9B models follow the format "
+        "unaided; SmolLM2-135M mostly does not. Set false for the paper's exact protocol.",
+    )
+    no_persona_template: str = Field(NO_PERSONA_TEMPLATE, description="Request used when no_personas is set.")
+    temperature: float = Field(0.8, ge=0, description="Sampling temperature for prompts.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus mass for prompts.")
+    max_new_tokens: int = Field(128, ge=8, description="Token budget of one prompt; cut-off prompts are dropped.")
+    max_chars: int = Field(1000, ge=10, description="Longer prompts are dropped as too_long.")
+    dedup_threshold: float = Field(
+        0.7, gt=0, le=1, description="Word 3-gram Jaccard at or above which prompts are near-duplicates."
+    )
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        return _needs(v, "persona")
+
+
+class ResponseConfig(Section):
+    k: int = Field(2, ge=2, description="Responses sampled per prompt.")
+    temperature: float = Field(0.6, ge=0, description="Sampling temperature (the paper's 0.6).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus mass (the paper's 0.95).")
+    max_new_tokens: int = Field(256, ge=8, description="Token budget; responses cut off by it are not used.")
+
+
+class JudgeConfig(Section):
+    mode: Literal["logprob", "generate"] = Field(
+        "logprob",
+        description="'logprob': one forward pass, P('1') vs P('2') after 'ranking: '; "
+        "'generate': decode the ranking and parse it (the paper's way).",
+    )
+    order: Literal["swap", "single"] = Field("swap", description="'swap' judges both orders (position debiasing).")
+    swap_rule: Literal["average", "agree"] = Field(
+        "average",
+        description="'average': keep when the debiased probability clears the margin; "
+        "'agree': keep only when both orders prefer the same response.",
+    )
+    margin: float = Field(0.02, ge=0, lt=0.5, description="Keep a pair only when |p - 0.5| >= margin.")
+    template: str = Field(JUDGE_TEMPLATE, description="Judge request; {prompt} and {responses} are filled in.")
+    max_new_tokens: int = Field(16, ge=4, description="Token budget of a generated ranking (mode 'generate').")
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        return _needs(v, "prompt", "responses")
+
+
+class SynthConfig(Section):
+    model: str = Field("smollm2-135m", description="Model alias, local directory or HF hub id.")
+    num_prompts: int = Field(64, ge=1, description="Personas drawn, hence prompts requested.")
+    seed: int = Field(0, description="Seed for persona sampling and every row's sampling.")
+    personas: PersonaConfig = Field(default_factory=PersonaConfig)
+    prompts: PromptConfig = Field(default_factory=PromptConfig)
+    responses: ResponseConfig = Field(default_factory=ResponseConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)

@@ -1,0 +1,61 @@
+"""``sao synth``: the five synthesis stages in order, each resumable, in one run directory."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from sao.engine import Engine
+from sao.stage import StageResult
+from sao.stages import judge, pairs, personas, prompts, responses
+from sao.store import RunStore
+from sao.synth.config import SynthConfig
+
+log = logging.getLogger(__name__)
+
+MODEL_STAGES = [
+    (personas.STAGE, personas.run_personas),
+    (prompts.STAGE, prompts.run_prompts),
+    (responses.STAGE, responses.run_responses),
+    (judge.STAGE, judge.run_judgements),
+]
+STAGES = [name for name, _ in MODEL_STAGES] + [pairs.STAGE]
+
+
+def run_synth(
+    engine: Engine,
+    config: SynthConfig,
+    out_dir: str | Path,
+    *,
+    model_info: dict[str, Any] | None = None,
+    force: bool = False,
+    chunk_size: int = 32,
+    progress: bool = True,
+) -> tuple[RunStore, dict[str, StageResult | None]]:
+    """Run every stage not yet done; a stage that is done is skipped (its rows are final).
+
+    With ``prompts.no_personas`` the persona stage does not run. The wall time of the run
+    that completed a stage is recorded in its manifest stats as ``seconds``.
+    """
+    store = RunStore.open(out_dir, config.model_dump(), model_info, force=force)
+    results: dict[str, StageResult | None] = {}
+    steps: list[tuple[str, Any]] = [
+        (name, lambda fn=fn: fn(engine, config, store, chunk_size=chunk_size, progress=progress))
+        for name, fn in MODEL_STAGES
+        if not (name == personas.STAGE and config.prompts.no_personas)
+    ]
+    steps.append((pairs.STAGE, lambda: pairs.run_pairs(config, store, progress=progress)))
+    for name, step in steps:
+        if store.is_done(name):
+            log.info("%s: done already, skipped", name)
+            results[name] = None
+            continue
+        started = time.perf_counter()
+        results[name] = step()
+        status = store.manifest.stages[name]
+        status.stats["seconds"] = round(time.perf_counter() - started, 1)
+        store.save()
+        log.info("%s: %d rows (%d new)", name, results[name].total, results[name].written)
+    return store, results

@@ -1,0 +1,96 @@
+"""``sao stats``: per-stage counts, drop reasons and judge bias, as markdown and a PNG of lengths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sao.store import RunStore
+
+STAGE_ORDER = ("personas", "prompts", "responses", "judgements", "pairs")
+_HEADLINES = {
+    "prompts": ("parse_failure_rate", "repetition_rate", "distinct_1", "distinct_2"),
+    "responses": ("mean_tokens", "truncated_samples"),
+    "judgements": (
+        "judgements",
+        "parse_failure_rate",
+        "position_consistency",
+        "first_position_win_share",
+        "mean_p_chosen",
+    ),
+    "pairs": ("mean_chosen_tokens", "mean_rejected_tokens", "mean_length_gap_tokens", "chosen_longer_share"),
+}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or "none"
+    return "n/a" if value is None else str(value)
+
+
+def stats_markdown(store: RunStore) -> str:
+    """A markdown summary of every stage in the manifest."""
+    stages = store.manifest.stages
+    lines = [
+        f"# Synthesis report: {store.root}",
+        "",
+        f"Model: `{store.manifest.model.get('spec', '?')}`, config {store.manifest.config_hash}.",
+        "",
+        "| stage | status | rows in | kept | dropped (by reason) | seconds |",
+        "|---|---|---:|---:|---|---:|",
+    ]
+    for name in STAGE_ORDER:
+        if name not in stages:
+            continue
+        s = stages[name]
+        rows_in = s.stats.get("rows_in", s.rows)
+        kept = s.stats.get("kept", s.stats.get("pairs", s.rows))
+        cells = [name, s.status, rows_in, kept, _fmt(s.stats.get("dropped", {})), _fmt(s.stats.get("seconds"))]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    for name, keys in _HEADLINES.items():
+        if name in stages:
+            lines += [
+                "",
+                f"**{name}**: " + "; ".join(f"{k.replace('_', ' ')} {_fmt(stages[name].stats.get(k))}" for k in keys),
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def plot_lengths(store: RunStore, path: Path) -> Path | None:
+    """Histograms of chosen vs rejected response lengths and of prompt lengths; None if no pairs yet."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = store.rows("pairs")
+    prompts = [r["prompt"] for r in store.rows("prompts") if r["prompt"]]
+    if not pairs and not prompts:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    if pairs:
+        chosen = [p["chosen_tokens"] for p in pairs]
+        rejected = [p["rejected_tokens"] for p in pairs]
+        bins = range(0, max(chosen + rejected) + 16, 16)
+        left.hist([chosen, rejected], bins=bins, label=["chosen", "rejected"], color=["tab:green", "tab:red"])
+        left.legend()
+    left.set(title=f"Response length in pairs (n={len(pairs)})", xlabel="tokens", ylabel="pairs")
+    right.hist([len(p.split()) for p in prompts], bins=20, color="tab:blue")
+    right.set(title=f"Prompt length (n={len(prompts)})", xlabel="words", ylabel="prompts")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(store: RunStore) -> tuple[Path, Path | None]:
+    """Write ``report.md`` and ``lengths.png`` into the run directory."""
+    md = store.root / "report.md"
+    png = plot_lengths(store, store.root / "lengths.png")
+    text = stats_markdown(store)
+    if png is not None:
+        text += f"\n![lengths]({png.name})\n"
+    md.write_text(text)
+    return md, png
