@@ -14,7 +14,20 @@ import pytest
 pytestmark = pytest.mark.slow
 
 STAGES = ["personas", "prompts", "responses", "judgements", "pairs"]
-ARGS = ["--num-prompts", "16", "--seed", "7", "--chunk-size", "4", "--set", "responses.max_new_tokens=160"]
+# A budget that lets most SmolLM2 answers end by themselves, and a zero margin so that the
+# 135M judge's faint preferences still give pairs to check (the default margin is 0.01).
+ARGS = [
+    "--num-prompts",
+    "16",
+    "--seed",
+    "7",
+    "--chunk-size",
+    "4",
+    "--set",
+    "responses.max_new_tokens=320",
+    "--set",
+    "judge.margin=0",
+]
 
 
 def synth(out: Path, *extra: str) -> subprocess.Popen:

@@ -159,6 +159,10 @@ def synth(
     batch_size: BatchOpt = 32,
     chunk_size: Annotated[int, typer.Option(min=1, help="Rows written per append (the most a kill can lose).")] = 32,
     force: Annotated[bool, typer.Option(help="Start over if the run directory has a different config.")] = False,
+    push_to_hub: Annotated[str | None, typer.Option(help="Also upload the pairs to this HF dataset repo.")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Stop after this stage (personas, prompts, responses, judgements).")
+    ] = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     trust_remote_code: RemoteCodeOpt = False,
@@ -179,10 +183,20 @@ def synth(
             values = set_field(values, key, value)
     config = validate(SynthConfig, apply_overrides(values, set_ or []))
     engine = _engine(config.model, device, dtype, trust_remote_code, batch_size)
-    store, _ = run_synth(engine, config, out, model_info=describe(engine.loaded), force=force, chunk_size=chunk_size)
+    store, _ = run_synth(
+        engine, config, out, model_info=describe(engine.loaded), force=force, chunk_size=chunk_size, until=until
+    )
     md, png = write_report(store)
+    if "pairs" not in store.manifest.stages:
+        typer.echo(f"stopped after {until}; rerun without --until to finish. Report: {md}")
+        return
     pairs = store.manifest.stages["pairs"]
     typer.echo(f"{pairs.rows} preference pairs in {store.stage_path('pairs')} (+ pairs.parquet); report: {md}")
+    if push_to_hub:
+        from sao.stages.pairs import push_to_hub as push
+
+        push(store, push_to_hub)
+        typer.echo(f"pushed to the HF dataset {push_to_hub}")
 
 
 @app.command()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sao.engine import Engine
+from sao.errors import ConfigError
 from sao.stage import StageResult
 from sao.stages import judge, pairs, personas, prompts, responses
 from sao.store import RunStore
@@ -33,8 +34,12 @@ def run_synth(
     force: bool = False,
     chunk_size: int = 32,
     progress: bool = True,
+    until: str | None = None,
 ) -> tuple[RunStore, dict[str, StageResult | None]]:
-    """Run every stage not yet done; a stage that is done is skipped (its rows are final).
+    """Run every stage not yet done, up to and including ``until`` (default: all).
+
+    A stage that is done is skipped (its rows are final); a later call without ``until``
+    carries on from there.
 
     With ``prompts.no_personas`` the persona stage does not run. The wall time of the run
     that completed a stage is recorded in its manifest stats as ``seconds``.
@@ -47,6 +52,10 @@ def run_synth(
         if not (name == personas.STAGE and config.prompts.no_personas)
     ]
     steps.append((pairs.STAGE, lambda: pairs.run_pairs(config, store, progress=progress)))
+    if until is not None:
+        if until not in STAGES:
+            raise ConfigError(f"until: '{until}' is not a stage ({', '.join(STAGES)})")
+        steps = steps[: [name for name, _ in steps].index(until) + 1]
     for name, step in steps:
         if store.is_done(name):
             log.info("%s: done already, skipped", name)
