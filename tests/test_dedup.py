@@ -45,6 +45,26 @@ def test_index_returns_the_earliest_key_for_exact_repeats():
         NearDuplicateIndex(threshold=0)
 
 
+def test_matches_do_not_depend_on_the_hash_seed():
+    """The earliest match wins whatever order LSH returns candidates in (PYTHONHASHSEED varies)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from sao.dedup import first_duplicates;"
+        "print(first_duplicates(['how do I bake bread at home with a pot today',"
+        " 'how do I bake bread at home with a pot today please',"
+        " 'how do I bake bread at home with a pot today please thanks']))"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONHASHSEED": str(seed)}
+        ).stdout
+        for seed in range(6)
+    }
+    assert outputs == {"[None, 0, 0]\n"}
+
+
 def test_distinct_n():
     assert distinct_n(["a b a b"], 1) == pytest.approx(2 / 4)
     assert distinct_n(["a b", "a b"], 2) == pytest.approx(1 / 2)

@@ -51,6 +51,7 @@ class NearDuplicateIndex:
         self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self._grams: dict[str, set[str]] = {}
         self._exact: dict[str, str] = {}
+        self._added: dict[str, int] = {}
 
     def _minhash(self, grams: set[str]) -> MinHash:
         m = MinHash(num_perm=self.num_perm, seed=self.seed)
@@ -63,14 +64,15 @@ class NearDuplicateIndex:
         if norm in self._exact:
             return self._exact[norm]
         grams = word_ngrams(text)
-        for key in self._lsh.query(self._minhash(grams)):
-            if jaccard(grams, self._grams[key]) >= self.threshold:
-                return key
-        return None
+        # LSH returns candidates in set order, which changes with Python's hash seed: pick
+        # the earliest-added match so that results are the same in every process.
+        matches = [k for k in self._lsh.query(self._minhash(grams)) if jaccard(grams, self._grams[k]) >= self.threshold]
+        return min(matches, key=self._added.__getitem__, default=None)
 
     def add(self, key: str, text: str) -> None:
         grams = word_ngrams(text)
         self._exact.setdefault(normalize(text), key)
+        self._added.setdefault(key, len(self._added))
         self._grams[key] = grams
         self._lsh.insert(key, self._minhash(grams))
 

@@ -71,7 +71,11 @@ def read_persona_texts(source: str) -> list[str]:
 def _hf_personas(source: str) -> list[str]:
     import datasets
 
+    from sao.models import hub_reachable
+
     name, _, config = source.removeprefix("hf:").partition(":")
+    if not hub_reachable():  # datasets would retry an unreachable hub for a minute first
+        raise InputError(f"personas.source: cannot load HF dataset '{name}': the Hugging Face Hub is unreachable")
     try:
         ds = datasets.load_dataset(name, config or None, split="train")
     except Exception as exc:  # datasets raises many types for "offline" and "no such dataset"
