@@ -22,10 +22,11 @@ from sao.synth.prompts import NO_PERSONA_TEMPLATE, PAPER_PROMPT_TEMPLATE, PROMPT
         ("How do I fix a tap?", "stop", None, "missing_marker"),
         ("User prompt:   \n\n", "stop", None, "empty"),
         ("User prompt: " + "x" * 50, "stop", None, "too_long"),
+        ("User prompt: Sarah,\n\nI hope you are well", "stop", None, "too_short"),
     ],
 )
 def test_extract_after_marker(output, finish, want, reason):
-    got = extract_after_marker(output, "User prompt:", max_chars=40, finish_reason=finish)
+    got = extract_after_marker(output, "User prompt:", max_chars=40, min_words=2, finish_reason=finish)
     assert (got.text, got.drop_reason) == (want, reason)
 
 

@@ -58,7 +58,9 @@ def make_rows(engine: Engine, config: SynthConfig, chunk: list[Request], index: 
     for item, completion in zip(chunk, engine.generate(convs, params)):
         sample = completion.samples[0]
         raw = answer_text(sample.text, PROMPT_MARKER, c.prefill_marker)
-        got = extract_after_marker(raw, PROMPT_MARKER, max_chars=c.max_chars, finish_reason=sample.finish_reason)
+        got = extract_after_marker(
+            raw, PROMPT_MARKER, max_chars=c.max_chars, min_words=c.min_words, finish_reason=sample.finish_reason
+        )
         row = PromptRow(
             id=item.id,
             persona=item.persona,

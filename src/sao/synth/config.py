@@ -60,6 +60,7 @@ class PromptConfig(Section):
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus mass for prompts.")
     max_new_tokens: int = Field(128, ge=8, description="Token budget of one prompt; cut-off prompts are dropped.")
     max_chars: int = Field(1000, ge=10, description="Longer prompts are dropped as too_long.")
+    min_words: int = Field(3, ge=1, description="Shorter prompts (a bare 'Hi Sarah,') are dropped as too_short.")
     dedup_threshold: float = Field(
         0.7, gt=0, le=1, description="Word 3-gram Jaccard at or above which prompts are near-duplicates."
     )

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-DropReason = Literal["truncated", "missing_marker", "empty", "too_long"]
+DropReason = Literal["truncated", "missing_marker", "empty", "too_short", "too_long"]
 _QUOTES = "\"'“”‘’`"
 
 
@@ -24,6 +24,7 @@ def extract_after_marker(
     marker: str,
     *,
     max_chars: int,
+    min_words: int = 1,
     finish_reason: str = "stop",
     require_marker: bool = True,
     trim_truncated: bool = False,
@@ -35,7 +36,8 @@ def extract_after_marker(
 
     Returns a drop reason instead when the answer's paragraph was cut off by the token
     budget (``finish_reason == "length"`` with no paragraph break after it), the marker is
-    missing, the answer is empty, or it is over ``max_chars``.
+    missing, the answer is empty, has fewer than ``min_words`` words (a bare salutation such
+    as "Hi Sarah,"), or is over ``max_chars``.
     With ``require_marker=False`` an output with no marker is taken whole; with
     ``trim_truncated=True`` a cut-off output keeps its complete sentences (descriptive
     text such as a persona survives that; a prompt does not).
@@ -56,6 +58,8 @@ def extract_after_marker(
         return Extracted(None, "empty")
     if len(text) > max_chars:
         return Extracted(None, "too_long")
+    if len(text.split()) < min_words:
+        return Extracted(None, "too_short")
     return Extracted(text, None)
 
 
