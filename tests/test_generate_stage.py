@@ -55,12 +55,12 @@ def test_config_errors_name_the_field():
 def test_run_generate_resumes_without_loss_or_duplicates(tmp_path, tiny_engine):
     f = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"question {i}"} for i in range(6)])
     config = GenerateConfig(model="tiny", n=2, max_new_tokens=4)
-    store, first = run_generate(tiny_engine, config, f, tmp_path / "run", chunk_size=2, progress=False)
+    store, first = run_generate(tiny_engine, config, load_prompts(f), tmp_path / "run", chunk_size=2, progress=False)
     assert (first.total, first.written, first.skipped) == (6, 6, 0)
     # Simulate a run killed after two chunks: keep 4 rows and a torn fifth.
     lines = store.stage_path("generations").read_text().splitlines(keepends=True)
     store.stage_path("generations").write_text("".join(lines[:4]) + lines[4][:10])
-    _, second = run_generate(tiny_engine, config, f, tmp_path / "run", chunk_size=2, progress=False)
+    _, second = run_generate(tiny_engine, config, load_prompts(f), tmp_path / "run", chunk_size=2, progress=False)
     assert (second.total, second.written, second.skipped) == (6, 2, 4)
     rows = store.rows("generations")
     assert sorted(r["id"] for r in rows) == sorted(p.id for p in load_prompts(f))

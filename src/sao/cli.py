@@ -130,10 +130,10 @@ def generate(
             system=system,
         )
     )
-    load_prompts(input, system)  # fail on bad input before the model load
+    prompts = load_prompts(input, system)  # before the model load, so bad input fails fast
     engine = _engine(model, device, dtype, trust_remote_code, batch_size)
     store, result = run_generate(
-        engine, config, input, out, model_info=describe(engine.loaded), chunk_size=chunk_size, force=force
+        engine, config, prompts, out, model_info=describe(engine.loaded), chunk_size=chunk_size, force=force
     )
     stats = store.manifest.stages[result.stage].stats
     typer.echo(

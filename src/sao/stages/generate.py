@@ -144,7 +144,7 @@ def finish_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def run_generate(
     engine: Engine,
     config: GenerateConfig,
-    input_path: str | Path,
+    prompts: list[PromptRow],
     out_dir: str | Path,
     *,
     model_info: dict[str, Any] | None = None,
@@ -152,10 +152,9 @@ def run_generate(
     force: bool = False,
     progress: bool = True,
 ) -> tuple[RunStore, StageResult]:
-    """Run (or resume) the generate stage from ``input_path`` into ``out_dir``."""
+    """Run (or resume) the generate stage over ``prompts`` (see `load_prompts`) into ``out_dir``."""
     if chunk_size < 1:
         raise ConfigError(f"chunk_size: must be >= 1, got {chunk_size}")
-    prompts = load_prompts(input_path, config.system)
     store = RunStore.open(out_dir, config.model_dump(), model_info, force=force)
     result = run_stage(
         store,
