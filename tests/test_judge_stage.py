@@ -39,7 +39,7 @@ def test_requests_cover_both_orders_of_every_pair():
 def test_logprob_judge_is_the_renormalised_score(tiny_engine):
     judge = SynthConfig().judge
     requests = judge_requests([response_row("a", ["red", "blue"])], judge)
-    judgements = run_judge(tiny_engine, requests, judge)
+    judgements = run_judge(tiny_engine, requests, judge.mode, judge.max_new_tokens)
     conv = requests[0].conversation
     one, two = tiny_engine.score([conv, conv], ["ranking: 1", "ranking: 2"])
     assert judgements[0].p_first == pytest.approx(first_wins_probability(one.total, two.total), abs=1e-5)

@@ -246,6 +246,12 @@ def load_model(
     return LoadedModel(model, tokenizer, spec, path, model_fingerprint(path, model))
 
 
+def model_info(spec: str) -> dict[str, Any]:
+    """Identity of a model for a run manifest, read from its files without loading it (hashes the weights)."""
+    path = resolve_model_path(spec)
+    return {"spec": spec, "path": path, "fingerprint": model_fingerprint(path)}
+
+
 def describe(loaded: LoadedModel) -> dict[str, Any]:
     """What a manifest records about a model."""
     params = sum(p.numel() for p in loaded.model.parameters())
@@ -267,5 +273,6 @@ __all__ = [
     "describe",
     "load_model",
     "model_fingerprint",
+    "model_info",
     "resolve_model_path",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from sao.engine.types import Completion, Conversation, Engine, SamplingParams, TokenLogprobs
 
@@ -37,3 +38,22 @@ class LazyEngine:
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def lazy_engine(model: str, settings: Any, *, trust_remote_code: bool, progress: bool) -> LazyEngine:
+    """A transformers engine on ``model`` that loads on first use; ``settings`` has device, dtype and batch_size."""
+
+    def load() -> Engine:
+        from sao.engine.transformers_engine import TransformersEngine
+
+        engine = TransformersEngine.from_spec(
+            model,
+            device=settings.device,
+            dtype=settings.dtype,
+            trust_remote_code=trust_remote_code,
+            max_batch_size=settings.batch_size,
+        )
+        engine.progress = progress
+        return engine
+
+    return LazyEngine(load)

@@ -27,9 +27,10 @@ from typing import Any
 
 import yaml
 
-from sao.engine.lazy import LazyEngine
+from sao.engine.lazy import LazyEngine, lazy_engine
 from sao.errors import ConfigError, SaoError
 from sao.loop.config import RunConfig
+from sao.models import model_info
 from sao.stages.generate import GenerateConfig, PromptRow, run_generate
 from sao.store import RunStore
 from sao.synth.config import SynthConfig
@@ -52,14 +53,6 @@ class Iteration:
     before: RunStore  # greedy answers to the report prompts from model_in
     after: RunStore  # and from model_out
     peak_rss_mb: float
-
-
-def model_info(spec: str) -> dict[str, Any]:
-    """Identity of a model for a run manifest, read from its files without loading it."""
-    from sao.models import model_fingerprint, resolve_model_path
-
-    path = resolve_model_path(spec)
-    return {"spec": spec, "path": path, "fingerprint": model_fingerprint(path)}
 
 
 def iteration_synth_config(config: RunConfig, index: int, model: str) -> SynthConfig:
@@ -90,20 +83,7 @@ def answer_report_prompts(
 
 
 def _engine_for(config: RunConfig, model: str, progress: bool) -> LazyEngine:
-    def load() -> Any:
-        from sao.engine.transformers_engine import TransformersEngine
-
-        engine = TransformersEngine.from_spec(
-            model,
-            device=config.engine.device,
-            dtype=config.engine.dtype,
-            trust_remote_code=config.trust_remote_code,
-            max_batch_size=config.engine.batch_size,
-        )
-        engine.progress = progress
-        return engine
-
-    return LazyEngine(load)
+    return lazy_engine(model, config.engine, trust_remote_code=config.trust_remote_code, progress=progress)
 
 
 def _peak_rss(root: Path) -> float:

@@ -52,14 +52,14 @@ class JudgementRow(BaseModel):
 
 
 @dataclass(frozen=True)
-class _Request:
+class JudgeRequest:
     row: int
     first: int
     second: int
     conversation: list[dict[str, str]]
 
 
-def judge_requests(rows: list[dict[str, Any]], judge: JudgeConfig) -> list[_Request]:
+def judge_requests(rows: list[dict[str, Any]], judge: JudgeConfig) -> list[JudgeRequest]:
     """Round-robin over each row's usable samples, in one order or both."""
     requests = []
     for r, row in enumerate(rows):
@@ -69,16 +69,17 @@ def judge_requests(rows: list[dict[str, Any]], judge: JudgeConfig) -> list[_Requ
             orders = [(a, b), (b, a)] if judge.order == "swap" else [(a, b)]
             for first, second in orders:
                 text = build_judge_prompt(row["prompt"], [texts[first], texts[second]], judge.template)
-                requests.append(_Request(r, first, second, [{"role": "user", "content": text}]))
+                requests.append(JudgeRequest(r, first, second, [{"role": "user", "content": text}]))
     return requests
 
 
-def run_judge(engine: Engine, requests: list[_Request], judge: JudgeConfig) -> list[Judgement]:
-    """One judgement per request, by log-probs of '1' vs '2' or by a generated, strictly parsed ranking."""
+def run_judge(engine: Engine, requests: list[JudgeRequest], mode: str, max_new_tokens: int) -> list[Judgement]:
+    """One judgement per request, by log-probs of '1' vs '2' (``mode="logprob"``) or by a ranking generated
+    greedily within ``max_new_tokens`` and strictly parsed (``mode="generate"``)."""
     if not requests:
         return []
     convs = [q.conversation for q in requests]
-    if judge.mode == "logprob":
+    if mode == "logprob":
         # Both continuations share the prefix; only the digit differs, so the ratio of their
         # probabilities is the judge's preference between the two answers it may give.
         scored = engine.score(convs * 2, [f"{RANKING_PREFIX} 1"] * len(convs) + [f"{RANKING_PREFIX} 2"] * len(convs))
@@ -86,7 +87,7 @@ def run_judge(engine: Engine, requests: list[_Request], judge: JudgeConfig) -> l
             Judgement(first=q.first, second=q.second, p_first=first_wins_probability(one.total, two.total))
             for q, one, two in zip(requests, scored[: len(convs)], scored[len(convs) :])
         ]
-    outputs = engine.generate(convs, SamplingParams(temperature=0, max_new_tokens=judge.max_new_tokens))
+    outputs = engine.generate(convs, SamplingParams(temperature=0, max_new_tokens=max_new_tokens))
     judgements = []
     for q, completion in zip(requests, outputs):
         text = completion.samples[0].text
@@ -129,7 +130,7 @@ def decide(row_id: str, usable: list[int], judgements: list[Judgement], judge: J
 
 def make_rows(engine: Engine, config: SynthConfig, chunk: list[dict[str, Any]]) -> list[JudgementRow]:
     requests = judge_requests(chunk, config.judge)
-    judgements = run_judge(engine, requests, config.judge)
+    judgements = run_judge(engine, requests, config.judge.mode, config.judge.max_new_tokens)
     per_row: list[list[Judgement]] = [[] for _ in chunk]
     for q, j in zip(requests, judgements):
         per_row[q.row].append(j)

@@ -12,7 +12,7 @@ from sao.synth.prompts import NO_PERSONA_TEMPLATE, PROMPT_TEMPLATE
 from sao.synth.ranking import JUDGE_TEMPLATE
 
 
-def _needs(template: str, *names: str) -> str:
+def require_fields(template: str, *names: str) -> str:
     missing = [n for n in names if "{" + n + "}" not in template]
     if missing:
         raise ValueError(f"the template must contain {', '.join('{' + n + '}' for n in missing)}")
@@ -41,7 +41,7 @@ class PersonaConfig(Section):
     @field_validator("template")
     @classmethod
     def _template(cls, v: str) -> str:
-        return _needs(v, "occupation", "interest", "situation", "expertise")
+        return require_fields(v, "occupation", "interest", "situation", "expertise")
 
 
 class PromptConfig(Section):
@@ -65,7 +65,7 @@ class PromptConfig(Section):
     @field_validator("template")
     @classmethod
     def _template(cls, v: str) -> str:
-        return _needs(v, "persona")
+        return require_fields(v, "persona")
 
 
 class ResponseConfig(Section):
@@ -99,7 +99,7 @@ class JudgeConfig(Section):
     @field_validator("template")
     @classmethod
     def _template(cls, v: str) -> str:
-        return _needs(v, "prompt", "responses")
+        return require_fields(v, "prompt", "responses")
 
 
 class SynthConfig(Section):

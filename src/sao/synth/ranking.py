@@ -60,9 +60,10 @@ def debiased_probability(p_forward: float, p_swapped: float) -> float:
 
     ``p_forward`` is P(slot 1 wins) with A in slot 1; ``p_swapped`` is P(slot 1 wins) with
     B in slot 1. A judge that always picks slot 1 gets 0.5: no preference, so the pair is
-    dropped by the margin rule rather than trained on.
+    dropped by the margin rule rather than trained on. Written as an offset from 0.5 so that
+    equal probabilities in both orders give exactly 0.5 (a tie), with no rounding either way.
     """
-    return (p_forward + 1.0 - p_swapped) / 2.0
+    return 0.5 + (p_forward - p_swapped) / 2.0
 
 
 def orders_agree(p_forward: float, p_swapped: float) -> bool:

@@ -148,7 +148,7 @@ def run_train(
     import datasets
     from accelerate import PartialState
 
-    from sao.models import load_model, model_fingerprint, pick_device, pick_dtype, resolve_model_path
+    from sao.models import load_model, model_info, pick_device, pick_dtype
     from sao.train.card import write_card
     from sao.train.curves import plot_curves
     from sao.train.tokenize import preference_examples, sft_examples
@@ -158,15 +158,14 @@ def run_train(
     model_dir = Path(model_dir) if model_dir else out_dir / "model"
     pairs_file = resolve_pairs_file(pairs)
     rows = load_rows(pairs_file)
-    path = resolve_model_path(model)
     run_config = {"train": config.model_dump(), "pairs": str(pairs_file), "pairs_digest": _digest(pairs_file)}
-    model_info = {"spec": model, "path": path, "fingerprint": model_fingerprint(path)}
+    info = model_info(model)
     # Under `accelerate launch` every process runs this function. Only the main one writes
     # the run directory; the others read its manifest once it has been written.
     state = PartialState()
     with state.main_process_first():
         if state.is_main_process:
-            store = RunStore.open(out_dir, run_config, model_info, force=force)
+            store = RunStore.open(out_dir, run_config, info, force=force)
         else:
             store = RunStore.load(out_dir)
     if store.is_done(STAGE) and (model_dir / "config.json").is_file():

@@ -1,0 +1,175 @@
+"""``sao judge-eval``: how often a judge agrees with labelled pairs, next to a "prefer the longer" baseline.
+
+This is how a user decides whether a model is strong enough to judge itself: a judge that does not
+beat the length baseline, or that flips its verdict when the answers swap places, adds noise, not
+signal, to self-alignment.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sao.engine.lazy import lazy_engine
+from sao.errors import InputError, SaoError
+from sao.eval.config import JudgeEvalConfig
+from sao.eval.metrics import prefer_longer
+from sao.eval.pairwise import PairItem, run_pairwise, verdict_stats
+from sao.jsonl import read_jsonl
+from sao.stage import kept
+
+LABELS = ("a", "b", "tie")
+Z95 = 1.959964
+
+
+@dataclass(frozen=True)
+class LabelledPair:
+    item: PairItem
+    label: str
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Mean agreement with the labels (0-1) and its 95% Wilson interval."""
+
+    rate: float
+    low: float
+    high: float
+    n: int
+
+
+@dataclass(frozen=True)
+class JudgeEvalResult:
+    pairs: int  # judged in both orders and kept
+    dropped: dict[str, int]
+    labels: dict[str, int]  # count per label over the kept pairs
+    judge: Agreement
+    longer: Agreement  # the "prefer the longer response" baseline on the same pairs
+    position_consistency: float
+    first_slot_win_share: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_labelled_pairs(path: str | Path) -> list[LabelledPair]:
+    """Rows with ``prompt``, ``response_a``, ``response_b`` and ``label`` (a, b or tie); ``id`` optional.
+
+    Raises InputError naming the file and line for a missing or empty field, an unknown label or a repeated id.
+    """
+    pairs, seen = [], {}
+    for lineno, obj in read_jsonl(path):
+        where = f"{path}:{lineno}"
+        for key in ("prompt", "response_a", "response_b"):
+            if not isinstance(obj.get(key), str) or not obj[key].strip():
+                raise InputError(f"{where}: needs a non-empty '{key}' string")
+        label = str(obj.get("label", "")).strip().lower()
+        if label not in LABELS:
+            raise InputError(f"{where}: 'label' must be one of a, b, tie; got {obj.get('label')!r}")
+        pair_id = str(obj.get("id", lineno))
+        if pair_id in seen:
+            raise InputError(f"{where}: id '{pair_id}' already used on line {seen[pair_id]}")
+        seen[pair_id] = lineno
+        pairs.append(LabelledPair(PairItem(pair_id, obj["prompt"], obj["response_a"], obj["response_b"]), label))
+    if not pairs:
+        raise InputError(f"{path}: no labelled pairs")
+    return pairs
+
+
+def verdict(preference: float) -> str:
+    return "a" if preference > 0.5 else "b" if preference < 0.5 else "tie"
+
+
+def agreement_score(predicted: str, label: str) -> float:
+    """1 when the verdicts match, 0 when they are opposite, and a half when exactly one of them is a tie."""
+    if predicted == label:
+        return 1.0
+    return 0.5 if "tie" in (predicted, label) else 0.0
+
+
+def wilson(scores: list[float]) -> Agreement:
+    """Mean agreement with a 95% Wilson score interval (treating half-agreements as half a success).
+
+    Wilson rather than mean +- 1.96 s.e., because agreement rates sit near 0 or 1 for strong or hopeless
+    judges, where the normal interval runs past the ends.
+    """
+    n = len(scores)
+    p = sum(scores) / n
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
+    return Agreement(round(p, 4), round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4), n)
+
+
+def evaluate_verdicts(rows: list[dict[str, Any]], labels: dict[str, str]) -> JudgeEvalResult:
+    """Agreement of the judge's and the length baseline's verdicts with ``labels`` (by pair id)."""
+    good = kept(rows)
+    stats = verdict_stats(rows)
+    if not good:
+        raise SaoError(f"no labelled pair was judged in both orders ({stats['dropped']}); no agreement to report")
+    truth = [labels[r["id"]] for r in good]
+    judge = [agreement_score(verdict(r["preference"]), t) for r, t in zip(good, truth)]
+    longer_prefs = prefer_longer([r["len_a"] for r in good], [r["len_b"] for r in good])
+    longer = [agreement_score(verdict(p), t) for p, t in zip(longer_prefs, truth)]
+    return JudgeEvalResult(
+        pairs=len(good),
+        dropped=stats["dropped"],
+        labels={label: truth.count(label) for label in LABELS},
+        judge=wilson(judge),
+        longer=wilson(longer),
+        position_consistency=stats["position_consistency"],
+        first_slot_win_share=stats["first_slot_win_share"],
+    )
+
+
+def result_markdown(result: JudgeEvalResult, judge_name: str) -> str:
+    def row(name: str, a: Agreement) -> str:
+        return f"| {name} | {a.rate:.1%} | {a.low:.1%} - {a.high:.1%} |"
+
+    labels = ", ".join(f"{k}: {v}" for k, v in result.labels.items())
+    dropped = sum(result.dropped.values())
+    return "\n".join(
+        [
+            f"# sao judge-eval: {judge_name}",
+            "",
+            f"{result.pairs} labelled pairs judged in both orders ({labels})"
+            + (f"; {dropped} dropped as unparsable" if dropped else "")
+            + ".",
+            "",
+            "| judge | agreement with labels | 95% CI (Wilson) |",
+            "|---|---:|---|",
+            row(judge_name, result.judge),
+            row("prefer the longer response", result.longer),
+            "",
+            f"Position consistency: {result.position_consistency:.1%} of pairs keep their winner when the answers "
+            f"swap places; the answer shown first wins {result.first_slot_win_share:.1%} of single-order verdicts.",
+            "A tie on either side counts as half agreement. A judge whose interval overlaps the length baseline's "
+            "has not shown that it judges more than length.",
+        ]
+    )
+
+
+def run_judge_eval(config: JudgeEvalConfig, out_dir: str | Path, *, force: bool = False, progress: bool = True):
+    """Judge the labelled pairs (resumably) and write summary.json and report.md; returns the result."""
+    from sao.models import model_info
+
+    out_dir = Path(out_dir)
+    pairs = read_labelled_pairs(config.pairs)[: config.limit]
+    engine = lazy_engine(
+        config.judge.model, config.engine, trust_remote_code=config.trust_remote_code, progress=progress
+    )
+    store, _ = run_pairwise(
+        engine,
+        [p.item for p in pairs],
+        config.judge,
+        out_dir,
+        model_info=model_info(config.judge.model),
+        force=force,
+        progress=progress,
+    )
+    result = evaluate_verdicts(store.rows("judgements"), {p.item.id: p.label for p in pairs})
+    (out_dir / "summary.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    (out_dir / "report.md").write_text(result_markdown(result, config.judge.model) + "\n")
+    return result

@@ -1,0 +1,127 @@
+"""Pairwise judging of two answers to the same prompt, in both orders, as a resumable stage.
+
+Used by ``sao eval`` (candidate A against baseline B) and ``sao judge-eval`` (response_a against
+response_b of a labelled pair). The judge prompt and the verdict maths are the synthesis judge's
+(`sao.synth.ranking`), so a judge validated with judge-eval is the judge that SAO trains on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from sao.engine import Engine
+from sao.eval.config import PairJudgeSection
+from sao.eval.metrics import position_consistency
+from sao.stage import StageResult, drop_stats, kept, run_stage
+from sao.stages.judge import JudgeRequest, run_judge
+from sao.store import RunStore
+from sao.synth.ranking import build_judge_prompt, debiased_probability
+
+STAGE = "judgements"
+A, B = 0, 1  # slot indices of JudgeRequest.first / .second
+
+
+@dataclass(frozen=True)
+class PairItem:
+    """Two answers to one prompt. ``prompt`` is the text the judge sees as the user's request."""
+
+    id: str
+    prompt: str
+    a: str
+    b: str
+
+
+class PairVerdict(BaseModel):
+    id: str
+    schema_version: int = 1
+    p_slot1_a_first: float | None  # P(slot 1 wins) with A shown first; None when unparsable
+    p_slot1_b_first: float | None  # P(slot 1 wins) with B shown first
+    preference: float | None  # P(A better than B), averaged over both orders
+    len_a: int  # characters, as AlpacaEval measures length
+    len_b: int
+    outputs: list[str] | None = None  # the two generated rankings (mode 'generate')
+    drop_reason: str | None = None
+
+
+def items_digest(items: list[PairItem]) -> str:
+    """A hash of every judged text, so that a resumed run with changed answers is refused, not mixed."""
+    h = hashlib.sha256()
+    for item in items:
+        h.update(json.dumps([item.id, item.prompt, item.a, item.b]).encode())
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def judge_chunk(engine: Engine, items: list[PairItem], judge: PairJudgeSection) -> list[PairVerdict]:
+    """Both orders of every item, judged in one engine call, averaged into P(A better)."""
+    requests = []
+    for r, item in enumerate(items):
+        for first, second, texts in ((A, B, [item.a, item.b]), (B, A, [item.b, item.a])):
+            content = build_judge_prompt(item.prompt, texts, judge.template)
+            requests.append(JudgeRequest(r, first, second, [{"role": "user", "content": content}]))
+    judgements = run_judge(engine, requests, judge.mode, judge.max_new_tokens)
+    verdicts = []
+    for r, item in enumerate(items):
+        a_first, b_first = judgements[2 * r], judgements[2 * r + 1]
+        parsed = a_first.p_first is not None and b_first.p_first is not None
+        verdicts.append(
+            PairVerdict(
+                id=item.id,
+                p_slot1_a_first=a_first.p_first,
+                p_slot1_b_first=b_first.p_first,
+                preference=debiased_probability(a_first.p_first, b_first.p_first) if parsed else None,
+                len_a=len(item.a),
+                len_b=len(item.b),
+                outputs=None if judge.mode == "logprob" else [a_first.output or "", b_first.output or ""],
+                drop_reason=None if parsed else "parse_failure",
+            )
+        )
+    return verdicts
+
+
+def orders(rows: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """Per kept row, the preference for A with A shown first and with A shown second."""
+    rows = kept(rows)
+    return [r["p_slot1_a_first"] for r in rows], [1.0 - r["p_slot1_b_first"] for r in rows]
+
+
+def verdict_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Drops (unparsable rankings), and the judge's position bias over the kept rows."""
+    stats = drop_stats(rows)
+    first, swapped = orders(rows)
+    if first:
+        slot1 = [r["p_slot1_a_first"] for r in kept(rows)] + [r["p_slot1_b_first"] for r in kept(rows)]
+        stats["position_consistency"] = round(position_consistency(first, swapped), 4)
+        stats["first_slot_win_share"] = round(sum(p > 0.5 for p in slot1) / len(slot1), 4)
+    return stats
+
+
+def run_pairwise(
+    engine: Engine,
+    items: list[PairItem],
+    judge: PairJudgeSection,
+    out_dir: Any,
+    *,
+    model_info: dict[str, Any] | None = None,
+    chunk_size: int = 8,
+    force: bool = False,
+    progress: bool = True,
+) -> tuple[RunStore, StageResult]:
+    """Judge (or resume judging) ``items`` into ``out_dir``; rows follow the items' ids."""
+    config = {"judge": judge.model_dump(), "items": len(items), "items_digest": items_digest(items)}
+    store = RunStore.open(out_dir, config, model_info, force=force)
+    result = run_stage(
+        store,
+        STAGE,
+        items,
+        key=lambda item: item.id,
+        process=lambda chunk: judge_chunk(engine, chunk, judge),
+        chunk_size=chunk_size,
+        stats=verdict_stats,
+        progress=progress,
+    )
+    return store, result

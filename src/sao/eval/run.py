@@ -1,0 +1,232 @@
+"""``sao eval``: candidates A against a baseline B on an instruction set, judged pairwise in both orders.
+
+Layout of an eval directory::
+
+    eval.yaml                      the validated config, defaults filled in
+    baseline/answers/              B's answers, when B is a model (a resumable generate stage)
+    baseline/model_outputs.json    B's answers in AlpacaEval format (alpaca_eval --reference_outputs)
+    baseline/model_answer/B.jsonl  and as a FastChat MT-Bench answer file
+    <A>/answers/                   each candidate's answers, when it is a model
+    <A>/judge/judgements.jsonl     both-order verdicts per instruction (resumable)
+    <A>/model_outputs.json, <A>/model_answer/<A>.jsonl
+    summary.json, report.md        win rate, LC win rate, position consistency per candidate
+    win_rates.png, lengths.png     per-candidate win rates (two or more), answer length distributions
+
+Answers and verdicts are stored by instruction id, so a killed eval resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sao.embedded_models import EMBEDDED_MODELS
+from sao.engine.lazy import LazyEngine, lazy_engine
+from sao.errors import ConfigError, InputError
+from sao.eval.config import EvalConfig
+from sao.eval.formats import (
+    Instruction,
+    Output,
+    read_instructions,
+    read_outputs,
+    write_alpaca_eval,
+    write_mt_bench_answers,
+)
+from sao.eval.pairwise import PairItem, run_pairwise
+from sao.eval.summary import Comparison, summarise
+from sao.stages.generate import GenerateConfig, PromptRow, run_generate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Answers:
+    """One side of the comparison: who answered, and the answer to every instruction."""
+
+    name: str
+    spec: str
+    is_file: bool
+    outputs: dict[str, Output]
+    truncated: int | None = None  # answers cut at max_new_tokens (None when read from a file)
+
+
+@dataclass
+class EvalResult:
+    comparisons: list[Comparison]
+    baseline: Answers
+    candidates: list[Answers]
+    report: Path
+
+
+def is_answer_file(spec: str) -> bool:
+    """A spec naming an existing file is an answer file; anything else (directory, alias, hub id) is a model."""
+    return Path(spec).is_file()
+
+
+def default_name(spec: str) -> str:
+    """A display name: the file's generator (or stem), the alias, or the model directory's or hub id's last part."""
+    if is_answer_file(spec):
+        generators = {o.generator for o in read_outputs(spec).values()} - {None}
+        return generators.pop() if len(generators) == 1 else Path(spec).stem
+    if spec in EMBEDDED_MODELS:
+        return spec
+    return Path(spec.rstrip("/")).name
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
+
+
+def instruction_text(instruction: Instruction) -> str:
+    """What the judge is shown as the request: the single user turn."""
+    users = [m["content"] for m in instruction.messages if m["role"] == "user"]
+    if len(users) != 1:
+        raise InputError(f"instruction '{instruction.id}': has {len(users)} user turns; sao eval judges one")
+    return users[0]
+
+
+def read_answers(spec: str, name: str, instructions: list[Instruction]) -> Answers:
+    """An answer file's answers to ``instructions``; every instruction must have one."""
+    outputs = read_outputs(spec)
+    missing = [i.id for i in instructions if i.id not in outputs]
+    if missing:
+        raise InputError(
+            f"{spec}: no answer for {len(missing)} of {len(instructions)} instructions (first: id '{missing[0]}'); "
+            "answer files are matched to instructions by id (AlpacaEval files: by position)"
+        )
+    return Answers(name, spec, True, {i.id: outputs[i.id] for i in instructions})
+
+
+def generate_answers(
+    engine: LazyEngine, spec: str, name: str, instructions: list[Instruction], config: EvalConfig, out_dir: Path, **kw
+) -> Answers:
+    """A model's answers to ``instructions``, generated (or resumed) in the run directory ``out_dir``."""
+    from sao.models import model_info
+
+    d = config.decoding
+    settings = GenerateConfig(
+        model=spec, n=1, temperature=d.temperature, top_p=d.top_p, max_new_tokens=d.max_new_tokens, seed=d.seed
+    )
+    prompts = [PromptRow(id=i.id, messages=_with_system(i.messages, d.system)) for i in instructions]
+    store, _ = run_generate(engine, settings, prompts, out_dir, model_info=model_info(spec), **kw)
+    rows = {row["id"]: row for row in store.rows("generations")}
+    outputs = {i.id: Output(i.id, rows[i.id]["samples"][0]["text"], name) for i in instructions}
+    truncated = sum(rows[i.id]["samples"][0]["finish_reason"] == "length" for i in instructions)
+    return Answers(name, spec, False, outputs, truncated)
+
+
+def _with_system(messages: list[dict[str, str]], system: str | None) -> list[dict[str, str]]:
+    return [{"role": "system", "content": system}, *messages] if system else messages
+
+
+def _names(config: EvalConfig) -> tuple[str, list[str]]:
+    names = list(config.names) or [default_name(spec) for spec in config.candidates]
+    baseline = config.baseline_name or default_name(config.baseline)
+    repeated = [n for n, count in Counter(slug(n) for n in [*names, baseline]).items() if count > 1]
+    if repeated or "baseline" in map(slug, names):
+        clash = repeated[0] if repeated else "baseline"
+        raise ConfigError(f"names: '{clash}' names two sides of the comparison; give each candidate a distinct name")
+    return baseline, names
+
+
+def _check_judge(config: EvalConfig) -> None:
+    """Fail before any work when the judge cannot be loaded for every comparison."""
+    if config.judge.model != "self":
+        return
+    files = [spec for spec in config.candidates if is_answer_file(spec)]
+    if files:
+        raise ConfigError(
+            f"judge.model: 'self' needs model candidates, but {files[0]} is an answer file; name a judge model"
+        )
+
+
+def run_eval(config: EvalConfig, out_dir: str | Path, *, force: bool = False, progress: bool = True) -> EvalResult:
+    """Generate what is missing, judge every candidate against the baseline, and write exports and the report."""
+    from sao.eval.report import write_eval_report
+    from sao.models import model_info
+
+    out_dir = Path(out_dir)
+    _check_judge(config)
+    baseline_name, names = _names(config)
+    instructions = read_instructions(config.instructions)[: config.limit]
+    for instruction in instructions:
+        instruction_text(instruction)  # multi-turn items fail here, before any model is loaded
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "eval.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
+
+    def answers(spec: str, name: str, root: Path) -> tuple[Answers, LazyEngine | None]:
+        if is_answer_file(spec):
+            return read_answers(spec, name, instructions), None
+        engine = lazy_engine(spec, config.engine, trust_remote_code=config.trust_remote_code, progress=progress)
+        side = generate_answers(
+            engine, spec, name, instructions, config, root / "answers", force=force, progress=progress
+        )
+        return side, engine
+
+    baseline, engine = answers(config.baseline, baseline_name, out_dir / "baseline")
+    if engine:
+        engine.release()
+    _export(baseline, instructions, out_dir / "baseline")
+    shared_judge = None
+    if config.judge.model != "self":
+        shared_judge = lazy_engine(
+            config.judge.model, config.engine, trust_remote_code=config.trust_remote_code, progress=progress
+        )
+    comparisons, candidates = [], []
+    for spec, name in zip(config.candidates, names):
+        root = out_dir / slug(name)
+        side, engine = answers(spec, name, root)
+        judge, judge_spec = (shared_judge, config.judge.model) if shared_judge else (engine, spec)
+        items = [
+            PairItem(i.id, instruction_text(i), side.outputs[i.id].text, baseline.outputs[i.id].text)
+            for i in instructions
+        ]
+        log.info("judging %s against %s (%d pairs, both orders)", name, baseline_name, len(items))
+        store, _ = run_pairwise(
+            judge,
+            items,
+            config.judge,
+            root / "judge",
+            model_info=model_info(judge_spec),
+            force=force,
+            progress=progress,
+        )
+        if engine:
+            engine.release()
+        comparisons.append(
+            summarise(store.rows("judgements"), name, baseline_name, truncated_a=side.truncated, n_boot=config.n_boot)
+        )
+        _export(side, instructions, root)
+        candidates.append(side)
+    report = write_eval_report(out_dir, comparisons, baseline, candidates)
+    return EvalResult(comparisons, baseline, candidates, report)
+
+
+def _export(side: Answers, instructions: list[Instruction], root: Path) -> None:
+    """AlpacaEval and MT-Bench files, so the official tools can score the same answers with a strong judge."""
+    write_alpaca_eval(root / "model_outputs.json", instructions, side.outputs, side.name)
+    write_mt_bench_answers(root / "model_answer" / f"{slug(side.name)}.jsonl", instructions, side.outputs, side.name)
+
+
+def run_iterations(run_dir: str | Path) -> tuple[list[str], list[str]]:
+    """The models of a `sao run` directory, oldest first: its starting model, then each iteration's."""
+    run_dir = Path(run_dir)
+    recipe = run_dir / "recipe.yaml"
+    if not recipe.is_file():
+        raise InputError(f"{run_dir}: not a sao run directory (no recipe.yaml)")
+    start: Any = yaml.safe_load(recipe.read_text()).get("model")
+    specs, names = [str(start)], ["iter-0"]
+    index = 1
+    while (run_dir / f"iter-{index}" / "model" / "config.json").is_file():
+        specs.append(str(run_dir / f"iter-{index}" / "model"))
+        names.append(f"iter-{index}")
+        index += 1
+    if index == 1:
+        raise InputError(f"{run_dir}: no finished iteration (no iter-1/model)")
+    return specs, names
