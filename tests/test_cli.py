@@ -24,7 +24,18 @@ def assert_one_line_error(proc, *needles):
 
 
 def test_every_command_has_help():
-    for cmd in ([], ["chat"], ["generate"], ["prepare-model"], ["synth"], ["train"], ["run"], ["stats"]):
+    for cmd in (
+        [],
+        ["chat"],
+        ["generate"],
+        ["prepare-model"],
+        ["synth"],
+        ["train"],
+        ["run"],
+        ["stats"],
+        ["eval"],
+        ["judge-eval"],
+    ):
         proc = run(*cmd, "--help")
         assert proc.returncode == 0 and "Usage" in proc.stdout
 
@@ -46,6 +57,31 @@ def test_unknown_models(tmp_path):
     # A hub id with no network and no local copy; HF_HUB_OFFLINE skips the DNS probe.
     proc = run("chat", "--model", "no-such-org/no-such-model", "hi", env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert_one_line_error(proc, "no-such-org/no-such-model", "not in the local HF cache")
+
+
+def test_eval_errors_are_one_line(tmp_path):
+    mt = os.path.join(os.path.dirname(__file__), "data", "mt_bench")
+    answers = os.path.join(mt, "model_answer", "gpt-4.jsonl")
+    proc = run("eval", "-o", str(tmp_path), "-m", answers, "--baseline", answers)
+    assert_one_line_error(proc, "instructions", "Field required")
+    questions = os.path.join(mt, "question.jsonl")
+    proc = run("eval", "-o", str(tmp_path), "-i", questions, "-m", answers, "--baseline", answers)
+    assert_one_line_error(proc, "judge.model: 'self' needs model candidates")
+    proc = run("eval", "-o", str(tmp_path), "-i", questions, "-m", answers, "--baseline", "b", "--set", "limit=0")
+    assert_one_line_error(proc, "limit")
+    proc = run("judge-eval", "--pairs", str(tmp_path / "none.jsonl"), "-o", str(tmp_path / "j"))
+    assert_one_line_error(proc, "none.jsonl: no such file")
+
+
+def test_eval_from_answer_files(tmp_path, tiny_model_dir):
+    mt = os.path.join(os.path.dirname(__file__), "data", "mt_bench")
+    args = ["eval", "-o", str(tmp_path), "-i", os.path.join(mt, "question.jsonl"), "--limit", "2"]
+    args += ["-m", os.path.join(mt, "model_answer", "gpt-4.jsonl")]
+    args += ["--baseline", os.path.join(mt, "model_answer", "alpaca-13b.jsonl"), "--judge", str(tiny_model_dir)]
+    proc = run(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert "gpt-4 vs alpaca-13b: win rate" in proc.stdout and "(2 pairs)" in proc.stdout
+    assert (tmp_path / "report.md").is_file()
 
 
 def test_bad_dtype_names_the_field(tiny_model_dir):

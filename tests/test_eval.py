@@ -68,6 +68,17 @@ def test_summary_of_a_length_only_judge_is_length_controlled_to_about_half():
     assert abs(c.lc_win_rate.value - 50) < 3
 
 
+def test_summary_uses_difficulty_only_when_every_pair_has_one():
+    rows = [verdict_row(i, 0.2 + 0.6 * (i % 2), 0.5, 100 + 10 * i, 150) for i in range(20)]
+    hard = {str(i): float(i % 2) for i in range(20)}  # A wins exactly the "hard" ones
+    with_d = summarise(rows, "A", "B", truncated_a=None, n_boot=10, difficulty=hard)
+    without = summarise(rows, "A", "B", truncated_a=None, n_boot=10)
+    partial = summarise(rows, "A", "B", truncated_a=None, n_boot=10, difficulty={**hard, "3": None})
+    assert with_d.lc_uses_difficulty and not without.lc_uses_difficulty and not partial.lc_uses_difficulty
+    assert partial.lc_win_rate == without.lc_win_rate
+    assert with_d.lc_win_rate.value != pytest.approx(without.lc_win_rate.value, abs=1e-6)
+
+
 def test_summary_refuses_when_nothing_was_judged():
     with pytest.raises(SaoError, match="no pair was judged"):
         summarise([verdict_row(0, None, None)], "A", "B", truncated_a=None, n_boot=20)

@@ -343,3 +343,12 @@ def test_alpaca_eval_file_loads_the_way_alpaca_eval_loads_it(tmp_path):
     assert frame["instruction"].tolist() == [item["instruction"] for item in ALPACA_ITEMS]
     assert frame["output"].tolist() == ["réponse 0", "réponse 1", "réponse 2"]
     assert set(frame["generator"]) == {"sao-model"}
+
+
+def test_alpaca_instruction_difficulty(tmp_path):
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps([{"instruction": "a", "instruction_difficulty": 3.5}, {"instruction": "b"}]))
+    assert [i.difficulty for i in read_instructions(path)] == [3.5, None]
+    path.write_text(json.dumps([{"instruction": "a", "instruction_difficulty": "hard"}]))
+    with pytest.raises(InputError, match="item 0: 'instruction_difficulty' must be a number"):
+        read_instructions(path)

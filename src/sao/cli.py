@@ -12,7 +12,7 @@ import typer
 
 from sao import __version__
 from sao.embedded_models import DEFAULT_MODEL, EMBEDDED_MODELS
-from sao.errors import SaoError
+from sao.errors import ConfigError, SaoError
 
 app = typer.Typer(
     help="Self-alignment of language models: personas -> prompts -> self-judged pairs -> preference optimisation.",
@@ -170,13 +170,12 @@ def synth(
 ) -> None:
     """Personas -> prompts -> K responses -> self-judgement -> preference pairs, resumable."""
     from sao.models import describe
-    from sao.recipe import apply_overrides, load_yaml, set_field, validate
+    from sao.recipe import apply_overrides, set_field, validate
     from sao.synth.config import SynthConfig
     from sao.synth.pipeline import run_synth
     from sao.synth.report import write_report
 
-    values = load_yaml(recipe) if recipe else {}
-    values = dict(values.get("synth", values))
+    values = _section(recipe, "synth")
     flags = {"model": model, "num_prompts": num_prompts, "seed": seed, "personas.source": personas}
     flags["prompts.no_personas"] = True if no_personas else None
     for key, value in flags.items():
@@ -214,12 +213,11 @@ def train(
     trust_remote_code: RemoteCodeOpt = False,
 ) -> None:
     """Preference-optimise a model on pairs (SimPO by default); saves model, tokenizer and model card."""
-    from sao.recipe import apply_overrides, load_yaml, set_field, validate
+    from sao.recipe import apply_overrides, set_field, validate
     from sao.train.config import TrainConfig
     from sao.train.run import run_train
 
-    values = load_yaml(recipe) if recipe else {}
-    values = dict(values.get("train", values))
+    values = _section(recipe, "train")
     if method:
         values = set_field(values, "method", method)
     config = validate(TrainConfig, apply_overrides(values, set_ or []))
@@ -250,6 +248,120 @@ def run(
     typer.echo(f"model:  {last.model_out}")
     typer.echo(f"pairs:  {last.synth.stage_path('pairs')}")
     typer.echo(f"report: {last.root / 'report.md'} (all iterations: {out_dir / 'report.md'})")
+
+
+def _section(recipe: Path | None, name: str) -> dict:
+    """A recipe file's ``name`` section, or the whole file when it has none."""
+    from sao.recipe import load_yaml
+
+    values = load_yaml(recipe) if recipe else {}
+    return dict(values.get(name, values))
+
+
+@app.command("eval")
+def eval_(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Eval directory (created, or resumed).")],
+    instructions: Annotated[
+        Path | None,
+        typer.Option("--instructions", "-i", help="AlpacaEval JSON, MT-Bench question.jsonl or plain JSONL."),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Candidate A: model or answer file (repeatable)."),
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option("--run", help="A sao run directory: its starting model and every iteration's.")
+    ] = None,
+    name: Annotated[list[str] | None, typer.Option("--name", help="Candidate display name (repeatable).")] = None,
+    baseline: Annotated[str | None, typer.Option(help="Baseline B: model or answer file.")] = None,
+    judge: Annotated[str | None, typer.Option(help="'self' or a judge model (default: self).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N instructions.")] = None,
+    recipe: Annotated[Path | None, typer.Option(help="YAML recipe (its 'eval' section, or the whole file).")] = None,
+    set_: SetOpt = None,
+    harness: Annotated[
+        str | None, typer.Option(help="lm-evaluation-harness tasks, e.g. gsm8k,mmlu (needs sao[harness]).")
+    ] = None,
+    harness_limit: Annotated[int | None, typer.Option(min=1, help="Harness examples per task.")] = None,
+    force: Annotated[bool, typer.Option(help="Start over where the config changed (old files are kept).")] = False,
+) -> None:
+    """Candidates against a baseline: win rate, LC win rate, position consistency; exports for alpaca_eval."""
+    from sao.eval.config import EvalConfig
+    from sao.eval.run import run_eval, run_iterations
+    from sao.recipe import apply_overrides, set_field, validate
+
+    values = _section(recipe, "eval")
+    candidates, names = list(model or []), list(name or [])
+    if run_dir:
+        specs, run_names = run_iterations(run_dir)
+        candidates += specs
+        names += run_names if not name else []
+    flags = {"instructions": instructions and str(instructions), "baseline": baseline, "judge.model": judge}
+    flags |= {"limit": limit, "candidates": candidates or None, "names": names or None}
+    for key, value in flags.items():
+        if value is not None:
+            values = set_field(values, key, value)
+    if harness:
+        _harness(values, harness, harness_limit, out)
+        if "instructions" not in values:
+            return
+    config = validate(EvalConfig, apply_overrides(values, set_ or []))
+    result = run_eval(config, out, force=force)
+    for c in result.comparisons:
+        typer.echo(
+            f"{c.name} vs {c.baseline}: win rate {c.win_rate.value:.1f} ± {c.win_rate.stderr:.1f}, "
+            f"LC {c.lc_win_rate.value:.1f} ± {c.lc_win_rate.stderr:.1f}, "
+            f"position consistency {c.position_consistency:.1%} ({c.pairs} pairs)"
+        )
+    typer.echo(f"report: {result.report}")
+
+
+def _harness(values: dict, tasks: str, limit: int | None, out: Path) -> None:
+    """lm-evaluation-harness on every candidate model (answer files have no model to run)."""
+    from sao.eval.harness import run_harness, write_harness_report
+    from sao.eval.run import is_answer_file, slug
+
+    models = [spec for spec in values.get("candidates", []) if not is_answer_file(spec)]
+    if not models:
+        raise ConfigError("--harness: needs a candidate model (--model or --run)")
+    engine = values.get("engine", {})
+    for spec in models:
+        result = run_harness(
+            spec,
+            [t.strip() for t in tasks.split(",") if t.strip()],
+            limit=limit,
+            device=engine.get("device", "cpu") if engine.get("device", "auto") != "auto" else "cpu",
+        )
+        path = write_harness_report(result, out / "harness" / slug(spec))
+        typer.echo(f"{spec}: harness results in {path}")
+
+
+@app.command("judge-eval")
+def judge_eval(
+    pairs: Annotated[Path, typer.Option(help="Labelled pairs JSONL: prompt, response_a, response_b, label.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (created, or resumed).")],
+    judge: Annotated[str | None, typer.Option(help="Judge model (default: the embedded default).")] = None,
+    mode: Annotated[str | None, typer.Option(help="logprob or generate.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N pairs.")] = None,
+    recipe: Annotated[
+        Path | None, typer.Option(help="YAML recipe (its 'judge_eval' section, or the whole file).")
+    ] = None,
+    set_: SetOpt = None,
+    force: Annotated[bool, typer.Option(help="Start over if the output directory has a different config.")] = False,
+) -> None:
+    """A judge's agreement with labelled pairs, position consistency, and a prefer-the-longer baseline."""
+    from sao.eval.config import JudgeEvalConfig
+    from sao.eval.judge_eval import result_markdown, run_judge_eval
+    from sao.recipe import apply_overrides, set_field, validate
+
+    values = _section(recipe, "judge_eval")
+    flags = {"pairs": str(pairs), "judge.model": judge, "judge.mode": mode, "limit": limit}
+    for key, value in flags.items():
+        if value is not None:
+            values = set_field(values, key, value)
+    config = validate(JudgeEvalConfig, apply_overrides(values, set_ or []))
+    result = run_judge_eval(config, out, force=force)
+    typer.echo(result_markdown(result, config.judge.model))
+    typer.echo(f"\nreport: {out / 'report.md'}")
 
 
 @app.command()

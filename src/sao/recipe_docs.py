@@ -9,6 +9,7 @@ import json
 
 from pydantic import BaseModel
 
+from sao.eval.config import EvalConfig, JudgeEvalConfig
 from sao.loop.config import RunConfig
 
 HEADER = """# Recipe reference
@@ -21,6 +22,8 @@ its `synth:` section and `sao train --recipe FILE` its `train:` section (or the 
 when it has no such section). `--set section.key=value` overrides any field, e.g.
 `sao run recipes/quickstart-cpu.yaml --set train.learning_rate=1e-5`
 (for `sao synth` and `sao train` the keys are relative to their section).
+`sao eval --recipe FILE` and `sao judge-eval --recipe FILE` read their own `eval:` and
+`judge_eval:` sections, documented at the end.
 
 Shipped recipes: `recipes/quickstart-cpu.yaml` (the embedded model, one iteration on a
 CPU), `recipes/sao-gemma2-9b.yaml` and `recipes/sao-llama3-8b.yaml` (the paper's settings).
@@ -41,16 +44,26 @@ def section_table(cls: type[BaseModel], prefix: str) -> list[str]:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             nested.append((name, annotation))
             continue
-        lines.append(
-            f"| `{prefix}{name}` | {_default(field.get_default(call_default_factory=True))} | {field.description} |"
-        )
+        default = "required" if field.is_required() else _default(field.get_default(call_default_factory=True))
+        lines.append(f"| `{prefix}{name}` | {default} | {field.description} |")
     for name, sub in nested:
         lines += ["", f"## `{prefix}{name}`", "", *section_table(sub, f"{prefix}{name}.")]
     return lines
 
 
 def recipe_reference() -> str:
-    return HEADER + "\n## Top level\n\n" + "\n".join(section_table(RunConfig, "")) + "\n"
+    parts = [
+        HEADER,
+        "## Top level\n",
+        *section_table(RunConfig, ""),
+        "",
+        "# `sao eval` (section `eval:`)\n",
+        *section_table(EvalConfig, "eval."),
+        "",
+        "# `sao judge-eval` (section `judge_eval:`)\n",
+        *section_table(JudgeEvalConfig, "judge_eval."),
+    ]
+    return "\n".join(parts) + "\n"
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ class Instruction:
     messages: list[dict[str, str]]
     category: str | None = None
     dataset: str | None = None
+    difficulty: float | None = None  # AlpacaEval's ``instruction_difficulty``, used by the LC win rate
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ def read_instructions(path: str | Path, *, turns: Literal["first", "all"] = "fir
                     messages=prompt.messages,
                     category=_optional_str(obj, "category", where),
                     dataset=_optional_str(obj, "dataset", where),
+                    difficulty=_difficulty(obj, where),
                 ),
             )
             for prompt, (where, obj) in zip(prompts, records)
@@ -254,6 +256,15 @@ def _optional_str(obj: dict[str, Any], key: str, where: str) -> str | None:
     return value
 
 
+def _difficulty(obj: dict[str, Any], where: str) -> float | None:
+    value = obj.get("instruction_difficulty")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise InputError(f"{where}: 'instruction_difficulty' must be a number, got {value!r}")
+    return float(value)
+
+
 def _alpaca_instruction(index: int, where: str, obj: dict[str, Any]) -> Instruction:
     text = obj.get("instruction")
     if not isinstance(text, str) or not text.strip():
@@ -267,6 +278,7 @@ def _alpaca_instruction(index: int, where: str, obj: dict[str, Any]) -> Instruct
         messages=[{"role": "user", "content": text}],
         category=_optional_str(obj, "category", where),
         dataset=_optional_str(obj, "dataset", where),
+        difficulty=_difficulty(obj, where),
     )
 
 

@@ -21,6 +21,7 @@ class Comparison:
     dropped: dict[str, int]  # unparsable verdicts, by reason
     win_rate: Estimate  # mean P(A better), ties (0.5) count half
     lc_win_rate: Estimate  # length-controlled (AlpacaEval 2 GLM), see sao.eval.metrics
+    lc_uses_difficulty: bool  # the LC model had an instruction-difficulty term
     wins: int  # pairs with P(A better) > 0.5
     ties: int
     losses: int
@@ -36,9 +37,19 @@ class Comparison:
 
 
 def summarise(
-    rows: list[dict[str, Any]], name: str, baseline: str, *, truncated_a: int | None, n_boot: int, seed: int = 0
+    rows: list[dict[str, Any]],
+    name: str,
+    baseline: str,
+    *,
+    truncated_a: int | None,
+    n_boot: int,
+    difficulty: dict[str, float | None] | None = None,
+    seed: int = 0,
 ) -> Comparison:
     """Win rate, LC win rate and judge diagnostics over the kept verdict rows.
+
+    ``difficulty`` maps instruction ids to AlpacaEval's instruction difficulty; the LC model uses it
+    only when every judged instruction has one (a partial covariate would silently drop pairs).
 
     Raises SaoError when no pair could be judged (every verdict unparsable): a win rate of
     nothing would be a made-up number.
@@ -48,6 +59,8 @@ def summarise(
     if not good:
         raise SaoError(f"{name} vs {baseline}: no pair was judged in both orders ({stats['dropped']}); no win rate")
     prefs = [r["preference"] for r in good]
+    known = [difficulty.get(r["id"]) for r in good] if difficulty else []
+    covariate = known if known and all(d is not None for d in known) else None
     len_a, len_b = [r["len_a"] for r in good], [r["len_b"] for r in good]
     return Comparison(
         name=name,
@@ -55,7 +68,8 @@ def summarise(
         pairs=len(good),
         dropped=stats["dropped"],
         win_rate=win_rate(prefs),
-        lc_win_rate=length_controlled_win_rate(prefs, len_a, len_b, n_boot=n_boot, seed=seed),
+        lc_uses_difficulty=covariate is not None,
+        lc_win_rate=length_controlled_win_rate(prefs, len_a, len_b, covariate, n_boot=n_boot, seed=seed),
         wins=sum(p > 0.5 for p in prefs),
         ties=sum(p == 0.5 for p in prefs),
         losses=sum(p < 0.5 for p in prefs),
