@@ -9,7 +9,7 @@ import pytest
 
 from sao.errors import ConfigError, InputError, SaoError
 from sao.eval.config import EvalConfig, JudgeEvalConfig, PairJudgeSection
-from sao.eval.formats import read_outputs
+from sao.eval.formats import read_instructions, read_outputs
 from sao.eval.judge_eval import (
     agreement_score,
     evaluate_verdicts,
@@ -139,7 +139,7 @@ def test_eval_generates_judges_exports_and_reports(tiny_model_dir, chatty_tiny_d
         assert [o.text for o in exported.values()] == [side.outputs[f"q{i}"].text for i in range(3)]
         mt = read_outputs(out / side.name / "model_answer" / f"{side.name}.jsonl")
         assert {k: o.text for k, o in mt.items()} == {k: o.text for k, o in side.outputs.items()}
-        generations = (out / side.name / "answers" / "generations.jsonl").read_text().splitlines()
+        generations = (out / side.name / "answers" / "turn-1" / "generations.jsonl").read_text().splitlines()
         assert len(generations) == 3
     assert read_outputs(out / "baseline" / "model_outputs.json")["2"].text == "One, two, three."
     summary = json.loads((out / "summary.json").read_text())
@@ -286,3 +286,48 @@ def test_mt_bench_gpt4_against_alpaca13b_judged_by_the_default_model(tmp_path):
     assert c.mean_len_a > c.mean_len_b  # gpt-4 writes longer answers than alpaca-13b
     manifest = json.loads((tmp_path / "gpt-4" / "judge" / "manifest.json").read_text())
     assert manifest["model"]["spec"] == "smollm2-135m" and manifest["config"]["judge"]["mode"] == "logprob"
+
+
+def test_eval_answers_and_judges_both_mt_bench_turns(tiny_model_dir, tmp_path):
+    config = EvalConfig(
+        instructions=str(MT_BENCH / "question.jsonl"),
+        turns="all",
+        limit=2,
+        candidates=[str(tiny_model_dir)],
+        names=["tiny"],
+        baseline=str(MT_BENCH / "model_answer" / "alpaca-13b.jsonl"),
+        decoding={"max_new_tokens": 8},
+        n_boot=10,
+    )
+    result = run_eval(config, tmp_path, progress=False)
+    (side,) = result.candidates
+    turn2 = [json.loads(line) for line in (tmp_path / "tiny" / "answers" / "turn-2" / "generations.jsonl").open()]
+    for row in turn2:
+        # Turn 2 is asked after the model's own turn-1 answer.
+        roles = [m["role"] for m in row["messages"]]
+        assert roles == ["user", "assistant", "user"]
+        assert row["messages"][1]["content"] == side.outputs[row["id"]].text
+        assert side.outputs[row["id"]].later == (row["samples"][0]["text"],)
+    verdicts = [json.loads(line) for line in (tmp_path / "tiny" / "judge" / "judgements.jsonl").open()]
+    baseline = read_outputs(MT_BENCH / "model_answer" / "alpaca-13b.jsonl")
+    assert [v["len_b"] for v in verdicts] == [
+        len(f"[Turn 1] {baseline[q].text}\n\n[Turn 2] {baseline[q].later[0]}") for q in ("81", "82")
+    ]
+    mt = json.loads((tmp_path / "tiny" / "model_answer" / "tiny.jsonl").read_text().splitlines()[0])
+    assert len(mt["choices"][0]["turns"]) == 2
+    alpaca = json.loads((tmp_path / "tiny" / "model_outputs.json").read_text())
+    assert alpaca[0]["instruction"] == read_instructions(MT_BENCH / "question.jsonl")[0].messages[0]["content"]
+
+
+def test_multi_turn_eval_refuses_single_turn_answer_files(tmp_path):
+    single = write_answers(tmp_path / "s.jsonl", {"81": "x", "82": "y"}, "s")
+    config = EvalConfig(
+        instructions=str(MT_BENCH / "question.jsonl"),
+        turns="all",
+        limit=2,
+        candidates=[str(single)],
+        baseline=str(MT_BENCH / "model_answer" / "alpaca-13b.jsonl"),
+        judge={"model": "m"},
+    )
+    with pytest.raises(InputError, match=r"s\.jsonl: id '81' answers 1 turn\(s\) of 2; use turns 'first'"):
+        run_eval(config, tmp_path / "out")

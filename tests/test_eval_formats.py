@@ -98,13 +98,15 @@ def test_mt_bench_answers_round_trip(tmp_path):
     write_mt_bench_answers(path, instructions, outputs, "sao-model")
 
     back = read_outputs(path)
-    assert back == {qid: Output(id=qid, text=o.text, generator="sao-model") for qid, o in outputs.items()}
+    assert all(len(o.later) == 1 for o in outputs.values())  # MT-Bench answers hold both turns; both survive
+    assert back == {qid: Output(qid, o.text, "sao-model", o.later) for qid, o in outputs.items()}
     rows = raw_rows(path)
     assert [row["question_id"] for row in rows] == list(range(81, 161))  # ints, as FastChat matches them
     for row in rows:
         assert set(row) == {"question_id", "answer_id", "model_id", "choices", "tstamp"}
         assert row["model_id"] == "sao-model"
-        assert row["choices"] == [{"index": 0, "turns": [outputs[str(row["question_id"])].text]}]
+        answer = outputs[str(row["question_id"])]
+        assert row["choices"] == [{"index": 0, "turns": [answer.text, *answer.later]}]
         assert isinstance(row["answer_id"], str) and row["answer_id"]
         assert isinstance(row["tstamp"], float)
     assert len({row["answer_id"] for row in rows}) == 80

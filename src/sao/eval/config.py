@@ -58,7 +58,12 @@ class NamedJudgeSection(PairJudgeSection):
 
 class EvalConfig(Section):
     instructions: str = Field(
-        description="Instruction set: AlpacaEval JSON/JSONL, MT-Bench question.jsonl (first turn) or plain JSONL."
+        description="Instruction set: AlpacaEval JSON/JSONL, MT-Bench question.jsonl or plain JSONL."
+    )
+    turns: Literal["first", "all"] = Field(
+        "first",
+        description="MT-Bench: answer and judge the first turn only, or every turn as one conversation (each "
+        "model answers turn 2 after its own turn-1 answer; the judge sees both turns).",
     )
     candidates: list[str] = Field(
         min_length=1,

@@ -65,11 +65,16 @@ class Instruction:
 
 @dataclass(frozen=True)
 class Output:
-    """One model's answer to one instruction (for MT-Bench, the answer to one turn: the first by default)."""
+    """One model's answer to one instruction (for MT-Bench, the answer to one turn: the first by default).
+
+    ``later`` holds the answers to the turns after that one, when the source has them (MT-Bench answer files,
+    multi-turn generations); MT-Bench exports write them after ``text``.
+    """
 
     id: str
     text: str
     generator: str | None = None
+    later: tuple[str, ...] = ()
 
 
 def read_instructions(path: str | Path, *, turns: Literal["first", "all"] = "first") -> list[Instruction]:
@@ -175,8 +180,8 @@ def write_mt_bench_answers(
 
     ``question_id`` is written as an integer when the id is one (FastChat matches answers to ``question.jsonl``'s
     integer ids). ``answer_id`` is a hash of model, question and text, so rewriting the same answers gives the
-    same file apart from ``tstamp``. Only the first turn is written, which serves FastChat's single-turn
-    judgement; its second-turn judgement needs answers to both turns. The write is atomic.
+    same file apart from ``tstamp``. Each output's ``text`` and its ``later`` turns are written, so answers to
+    both MT-Bench turns serve FastChat's multi-turn judgement too. The write is atomic.
     Raises InputError naming ``path`` and the instruction id if an output is missing.
     """
     path = Path(path)
@@ -188,7 +193,7 @@ def write_mt_bench_answers(
             "question_id": _question_id(instruction.id),
             "answer_id": answer_id,
             "model_id": model_id,
-            "choices": [{"index": 0, "turns": [output.text]}],
+            "choices": [{"index": 0, "turns": [output.text, *output.later]}],
             "tstamp": tstamp,
         }
         lines.append(json.dumps(row) + "\n")
@@ -318,6 +323,7 @@ def _mt_bench_output(where: str, obj: dict[str, Any], turn: int) -> Output:
         id=_id(obj, "question_id", where),
         text=answer_turns[turn],
         generator=_optional_str(obj, "model_id", where),
+        later=tuple(answer_turns[turn + 1 :]),
     )
 
 

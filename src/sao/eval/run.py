@@ -3,10 +3,10 @@
 Layout of an eval directory::
 
     eval.yaml                      the validated config, defaults filled in
-    baseline/answers/              B's answers, when B is a model (a resumable generate stage)
+    baseline/answers/turn-K/       B's answers to turn K, when B is a model (resumable generate stages)
     baseline/model_outputs.json    B's answers in AlpacaEval format (alpaca_eval --reference_outputs)
     baseline/model_answer/B.jsonl  and as a FastChat MT-Bench answer file
-    <A>/answers/                   each candidate's answers, when it is a model
+    <A>/answers/turn-K/            each candidate's answers to turn K, when it is a model
     <A>/judge/judgements.jsonl     both-order verdicts per instruction (resumable)
     <A>/model_outputs.json, <A>/model_answer/<A>.jsonl
     summary.json, report.md        win rate, LC win rate, position consistency per candidate
@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +83,34 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
 
 
-def instruction_text(instruction: Instruction) -> str:
-    """What the judge is shown as the request: the single user turn."""
-    users = [m["content"] for m in instruction.messages if m["role"] == "user"]
-    if len(users) != 1:
-        raise InputError(f"instruction '{instruction.id}': has {len(users)} user turns; sao eval judges one")
-    return users[0]
+def user_turns(instruction: Instruction) -> list[str]:
+    """The user turns a model answers one after another (MT-Bench with turns 'all' has two)."""
+    roles = {m["role"] for m in instruction.messages}
+    if "assistant" in roles:
+        raise InputError(
+            f"instruction '{instruction.id}': has assistant messages; sao eval answers the user turns itself"
+        )
+    return [m["content"] for m in instruction.messages if m["role"] == "user"]
+
+
+def judged_pair(instruction: Instruction, a: Output, b: Output) -> PairItem:
+    """What the judge sees. One turn: the request and the two answers. Several turns: the user turns and each
+    model's answers as numbered transcripts, so the later answers are judged in the context they answer."""
+    users = user_turns(instruction)
+    if len(users) == 1:
+        return PairItem(instruction.id, users[0], a.text, b.text)
+
+    def transcript(texts: list[str] | tuple[str, ...]) -> str:
+        return "\n\n".join(f"[Turn {k}] {text}" for k, text in enumerate(texts, 1))
+
+    n = len(users)
+    return PairItem(
+        instruction.id, transcript(users), transcript([a.text, *a.later][:n]), transcript([b.text, *b.later][:n])
+    )
 
 
 def read_answers(spec: str, name: str, instructions: list[Instruction]) -> Answers:
-    """An answer file's answers to ``instructions``; every instruction must have one."""
+    """An answer file's answers to ``instructions``; every instruction must have one per user turn."""
     outputs = read_outputs(spec)
     missing = [i.id for i in instructions if i.id not in outputs]
     if missing:
@@ -100,25 +118,52 @@ def read_answers(spec: str, name: str, instructions: list[Instruction]) -> Answe
             f"{spec}: no answer for {len(missing)} of {len(instructions)} instructions (first: id '{missing[0]}'); "
             "answer files are matched to instructions by id (AlpacaEval files: by position)"
         )
+    for i in instructions:
+        answered, asked = 1 + len(outputs[i.id].later), len(user_turns(i))
+        if answered < asked:
+            raise InputError(f"{spec}: id '{i.id}' answers {answered} turn(s) of {asked}; use turns 'first'")
     return Answers(name, spec, True, {i.id: outputs[i.id] for i in instructions})
 
 
 def generate_answers(
     engine: LazyEngine, spec: str, name: str, instructions: list[Instruction], config: EvalConfig, out_dir: Path, **kw
 ) -> Answers:
-    """A model's answers to ``instructions``, generated (or resumed) in the run directory ``out_dir``."""
+    """A model's answers to ``instructions``, turn by turn, each turn a resumable generate stage in
+    ``out_dir``/turn-K: turn K's prompt holds the user's turns and the model's own answers before it."""
     from sao.models import model_info
 
     d = config.decoding
     settings = GenerateConfig(
         model=spec, n=1, temperature=d.temperature, top_p=d.top_p, max_new_tokens=d.max_new_tokens, seed=d.seed
     )
-    prompts = [PromptRow(id=i.id, messages=_with_system(i.messages, d.system)) for i in instructions]
-    store, _ = run_generate(engine, settings, prompts, out_dir, model_info=model_info(spec), **kw)
-    rows = {row["id"]: row for row in store.rows("generations")}
-    outputs = {i.id: Output(i.id, rows[i.id]["samples"][0]["text"], name) for i in instructions}
-    truncated = sum(rows[i.id]["samples"][0]["finish_reason"] == "length" for i in instructions)
+    info = model_info(spec)
+    turns = {i.id: user_turns(i) for i in instructions}
+    answers: dict[str, list[dict[str, Any]]] = {i.id: [] for i in instructions}
+    for k in range(1, max(len(t) for t in turns.values()) + 1):
+        prompts = [
+            PromptRow(id=i.id, messages=_with_system(_conversation(turns[i.id][:k], answers[i.id]), d.system))
+            for i in instructions
+            if len(turns[i.id]) >= k
+        ]
+        store, _ = run_generate(engine, settings, prompts, out_dir / f"turn-{k}", model_info=info, **kw)
+        rows = {row["id"]: row for row in store.rows("generations")}
+        for p in prompts:
+            answers[p.id].append(rows[p.id]["samples"][0])
+    outputs = {
+        i: Output(i, samples[0]["text"], name, tuple(s["text"] for s in samples[1:])) for i, samples in answers.items()
+    }
+    truncated = sum(s["finish_reason"] == "length" for samples in answers.values() for s in samples)
     return Answers(name, spec, False, outputs, truncated)
+
+
+def _conversation(users: list[str], answers: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """User turns interleaved with the model's answers to all but the last."""
+    messages = []
+    for k, text in enumerate(users):
+        messages.append({"role": "user", "content": text})
+        if k < len(answers):
+            messages.append({"role": "assistant", "content": answers[k]["text"]})
+    return messages
 
 
 def _with_system(messages: list[dict[str, str]], system: str | None) -> list[dict[str, str]]:
@@ -154,9 +199,9 @@ def run_eval(config: EvalConfig, out_dir: str | Path, *, force: bool = False, pr
     out_dir = Path(out_dir)
     _check_judge(config)
     baseline_name, names = _names(config)
-    instructions = read_instructions(config.instructions)[: config.limit]
+    instructions = read_instructions(config.instructions, turns=config.turns)[: config.limit]
     for instruction in instructions:
-        instruction_text(instruction)  # multi-turn items fail here, before any model is loaded
+        user_turns(instruction)  # bad items fail here, before any model is loaded
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "eval.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
 
@@ -183,10 +228,7 @@ def run_eval(config: EvalConfig, out_dir: str | Path, *, force: bool = False, pr
         root = out_dir / slug(name)
         side, engine = answers(spec, name, root)
         judge, judge_spec = (shared_judge, config.judge.model) if shared_judge else (engine, spec)
-        items = [
-            PairItem(i.id, instruction_text(i), side.outputs[i.id].text, baseline.outputs[i.id].text)
-            for i in instructions
-        ]
+        items = [judged_pair(i, side.outputs[i.id], baseline.outputs[i.id]) for i in instructions]
         log.info("judging %s against %s (%d pairs, both orders)", name, baseline_name, len(items))
         store, _ = run_pairwise(
             judge,
@@ -209,8 +251,13 @@ def run_eval(config: EvalConfig, out_dir: str | Path, *, force: bool = False, pr
 
 
 def _export(side: Answers, instructions: list[Instruction], root: Path) -> None:
-    """AlpacaEval and MT-Bench files, so the official tools can score the same answers with a strong judge."""
-    write_alpaca_eval(root / "model_outputs.json", instructions, side.outputs, side.name)
+    """AlpacaEval and MT-Bench files, so the official tools can score the same answers with a strong judge.
+
+    AlpacaEval is single-turn, so its file holds the first turn of each instruction; the MT-Bench file holds
+    every answered turn.
+    """
+    first_turns = [replace(i, messages=[m for m in i.messages if m["role"] == "user"][:1]) for i in instructions]
+    write_alpaca_eval(root / "model_outputs.json", first_turns, side.outputs, side.name)
     write_mt_bench_answers(root / "model_answer" / f"{slug(side.name)}.jsonl", instructions, side.outputs, side.name)
 
 
