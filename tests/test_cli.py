@@ -84,6 +84,13 @@ def test_eval_from_answer_files(tmp_path, tiny_model_dir):
     assert (tmp_path / "report.md").is_file()
 
 
+def test_eval_harness_offline_names_the_dataset(tmp_path, tiny_model_dir):
+    hf = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    args = ["eval", "-o", str(tmp_path / "e"), "-m", str(tiny_model_dir), "--harness", "gsm8k", "--harness-limit", "2"]
+    proc = run(*args, env={**os.environ, **hf})
+    assert_one_line_error(proc, "lm_eval task 'gsm8k' needs the dataset 'openai/gsm8k'")
+
+
 def test_bad_dtype_names_the_field(tiny_model_dir):
     assert_one_line_error(run("chat", "--model", str(tiny_model_dir), "--dtype", "fp7", "hi"), "dtype:")
 

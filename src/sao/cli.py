@@ -319,20 +319,26 @@ def _harness(values: dict, tasks: str, limit: int | None, out: Path) -> None:
     """lm-evaluation-harness on every candidate model (answer files have no model to run)."""
     from sao.eval.harness import run_harness, write_harness_report
     from sao.eval.run import is_answer_file, slug
+    from sao.loop.config import EngineSection
+    from sao.models import pick_device
+    from sao.recipe import validate
 
     models = [spec for spec in values.get("candidates", []) if not is_answer_file(spec)]
     if not models:
-        raise ConfigError("--harness: needs a candidate model (--model or --run)")
-    engine = values.get("engine", {})
+        raise ConfigError("candidates: --harness needs a candidate model (--model or --run)")
+    engine = validate(EngineSection, values.get("engine", {}))
     for spec in models:
         result = run_harness(
             spec,
             [t.strip() for t in tasks.split(",") if t.strip()],
             limit=limit,
-            device=engine.get("device", "cpu") if engine.get("device", "auto") != "auto" else "cpu",
+            batch_size=engine.batch_size,
+            device=str(pick_device(engine.device)),
+            dtype=engine.dtype,
+            trust_remote_code=bool(values.get("trust_remote_code", False)),
         )
         path = write_harness_report(result, out / "harness" / slug(spec))
-        typer.echo(f"{spec}: harness results in {path}")
+        typer.echo(f"{spec}: harness results in {path} and {path.with_suffix('.md')}")
 
 
 @app.command("judge-eval")

@@ -24,13 +24,13 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from sao.atomic import write_text_atomic
 from sao.errors import ConfigError, InputError
 from sao.jsonl import parse_jsonl_lines
 from sao.stages.generate import load_prompts
@@ -170,7 +170,7 @@ def write_alpaca_eval(
         }
         for instruction, output in _paired(path, instructions, outputs)
     ]
-    _write_atomic(path, json.dumps(rows, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(rows, indent=2) + "\n")
 
 
 def write_mt_bench_answers(
@@ -197,7 +197,7 @@ def write_mt_bench_answers(
             "tstamp": tstamp,
         }
         lines.append(json.dumps(row) + "\n")
-    _write_atomic(path, "".join(lines))
+    write_text_atomic(path, "".join(lines))
 
 
 def _load(path: Path) -> tuple[Literal["json", "jsonl"], list[_Record]]:
@@ -367,22 +367,3 @@ def _question_id(instruction_id: str) -> int | str:
     except ValueError:
         return instruction_id
     return number if str(number) == instruction_id else instruction_id
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, then rename it over: a killed run leaves the old file or none.
-
-    JSON is written with ASCII escapes, so readers that open files in the locale's encoding (FastChat does) still
-    read non-ASCII answers correctly.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
