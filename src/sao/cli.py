@@ -270,10 +270,13 @@ def eval_(
         typer.Option("--model", "-m", help="Candidate A: model or answer file (repeatable)."),
     ] = None,
     run_dir: Annotated[
-        Path | None, typer.Option("--run", help="A sao run directory: its starting model and every iteration's.")
+        Path | None,
+        typer.Option("--run", help="A sao run directory: every iteration's model (baseline: its starting model)."),
     ] = None,
     name: Annotated[list[str] | None, typer.Option("--name", help="Candidate display name (repeatable).")] = None,
-    baseline: Annotated[str | None, typer.Option(help="Baseline B: model or answer file.")] = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="Baseline B: model or answer file (with --run: the run's starting model).")
+    ] = None,
     judge: Annotated[str | None, typer.Option(help="'self' or a judge model (default: self).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N instructions.")] = None,
     recipe: Annotated[Path | None, typer.Option(help="YAML recipe (its 'eval' section, or the whole file).")] = None,
@@ -292,9 +295,10 @@ def eval_(
     values = _section(recipe, "eval")
     candidates, names = list(model or []), list(name or [])
     if run_dir:
-        specs, run_names = run_iterations(run_dir)
+        start, specs, run_names = run_iterations(run_dir)
         candidates += specs
         names += run_names if not name else []
+        baseline = baseline or start  # did the iterations beat the model they started from?
     flags = {"instructions": instructions and str(instructions), "baseline": baseline, "judge.model": judge}
     flags |= {"limit": limit, "candidates": candidates or None, "names": names or None}
     for key, value in flags.items():

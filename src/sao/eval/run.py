@@ -261,19 +261,17 @@ def _export(side: Answers, instructions: list[Instruction], root: Path) -> None:
     write_mt_bench_answers(root / "model_answer" / f"{slug(side.name)}.jsonl", instructions, side.outputs, side.name)
 
 
-def run_iterations(run_dir: str | Path) -> tuple[list[str], list[str]]:
-    """The models of a `sao run` directory, oldest first: its starting model, then each iteration's."""
+def run_iterations(run_dir: str | Path) -> tuple[str, list[str], list[str]]:
+    """A `sao run` directory's starting model, and each finished iteration's model and name, oldest first."""
     run_dir = Path(run_dir)
     recipe = run_dir / "recipe.yaml"
     if not recipe.is_file():
         raise InputError(f"{run_dir}: not a sao run directory (no recipe.yaml)")
-    start: Any = yaml.safe_load(recipe.read_text()).get("model")
-    specs, names = [str(start)], ["iter-0"]
-    index = 1
-    while (run_dir / f"iter-{index}" / "model" / "config.json").is_file():
-        specs.append(str(run_dir / f"iter-{index}" / "model"))
-        names.append(f"iter-{index}")
-        index += 1
-    if index == 1:
+    start = str(yaml.safe_load(recipe.read_text()).get("model"))
+    specs, names = [], []
+    while (run_dir / f"iter-{len(specs) + 1}" / "model" / "config.json").is_file():
+        specs.append(str(run_dir / f"iter-{len(specs) + 1}" / "model"))
+        names.append(f"iter-{len(specs)}")
+    if not specs:
         raise InputError(f"{run_dir}: no finished iteration (no iter-1/model)")
-    return specs, names
+    return start, specs, names
