@@ -237,9 +237,14 @@ def test_labelled_pairs_reader_names_the_line(tmp_path):
     path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "label": "maybe"}) + "\n")
     with pytest.raises(InputError, match=r"pairs.jsonl:2: 'label' must be one of a, b, tie; got 'maybe'"):
         read_labelled_pairs(path)
-    path.write_text(json.dumps({**good, "response_b": ""}) + "\n")
-    with pytest.raises(InputError, match=r":1: needs a non-empty 'response_b' string"):
+    path.write_text(json.dumps({**good, "response_b": None}) + "\n")
+    with pytest.raises(InputError, match=r":1: needs a 'response_b' string"):
         read_labelled_pairs(path)
+    path.write_text(json.dumps({**good, "prompt": " "}) + "\n")
+    with pytest.raises(InputError, match=r":1: needs a non-empty 'prompt' string"):
+        read_labelled_pairs(path)
+    path.write_text(json.dumps({**good, "response_b": ""}) + "\n")
+    assert read_labelled_pairs(path)[0].item.b == ""  # an empty answer is still an answer to judge
     path.write_text(json.dumps({**good, "id": 7}) + "\n" + json.dumps({**good, "id": "7"}) + "\n")
     with pytest.raises(InputError, match="id '7' already used on line 1"):
         read_labelled_pairs(path)

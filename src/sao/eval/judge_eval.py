@@ -58,14 +58,17 @@ class JudgeEvalResult:
 def read_labelled_pairs(path: str | Path) -> list[LabelledPair]:
     """Rows with ``prompt``, ``response_a``, ``response_b`` and ``label`` (a, b or tie); ``id`` optional.
 
-    Raises InputError naming the file and line for a missing or empty field, an unknown label or a repeated id.
+    Raises InputError naming the file and line for a missing field, an empty prompt, an unknown label or a
+    repeated id.
     """
     pairs, seen = [], {}
     for lineno, obj in read_jsonl(path):
         where = f"{path}:{lineno}"
-        for key in ("prompt", "response_a", "response_b"):
-            if not isinstance(obj.get(key), str) or not obj[key].strip():
-                raise InputError(f"{where}: needs a non-empty '{key}' string")
+        if not isinstance(obj.get("prompt"), str) or not obj["prompt"].strip():
+            raise InputError(f"{where}: needs a non-empty 'prompt' string")
+        for key in ("response_a", "response_b"):  # an empty answer is a (bad) answer, so it is allowed
+            if not isinstance(obj.get(key), str):
+                raise InputError(f"{where}: needs a '{key}' string")
         label = str(obj.get("label", "")).strip().lower()
         if label not in LABELS:
             raise InputError(f"{where}: 'label' must be one of a, b, tie; got {obj.get('label')!r}")
