@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["model_load.py", "generate_throughput.py", "train_throughput.py"]
+SCRIPTS = ["model_load.py", "generate_throughput.py", "train_throughput.py", "judge_agreement.py"]
 
 
 def main() -> int:
