@@ -29,6 +29,15 @@ DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")]
 DtypeOpt = Annotated[str, typer.Option(help="auto (bf16 where supported, else float32), float32, bfloat16, float16.")]
 RemoteCodeOpt = Annotated[bool, typer.Option(help="Allow model repos to run their own Python code.")]
 BatchOpt = Annotated[int, typer.Option(min=1, help="Sequences decoded together.")]
+EngineOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--engine",
+        help="Engine setting, e.g. --engine backend=openai --engine openai.base_url=http://localhost:8000/v1 "
+        "(repeatable; see the recipe reference's engine section).",
+    ),
+]
+RayOpt = Annotated[bool, typer.Option("--ray", help="Generate on Ray engine actors (engine.ray.* settings).")]
 SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="Recipe override, e.g. --set judge.mode=generate (repeatable).")
 ]
@@ -67,12 +76,19 @@ def prepare_model(model: ModelOpt = DEFAULT_MODEL) -> None:
     typer.echo(resolve_model_path(model))
 
 
-def _engine(model: str, device: str, dtype: str, trust_remote_code: bool, batch_size: int):
-    from sao.engine.transformers_engine import TransformersEngine
+def _engine(model: str, settings, trust_remote_code: bool, progress: bool = True):
+    from sao.engine.factory import build_engine
 
-    return TransformersEngine.from_spec(
-        model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, max_batch_size=batch_size
-    )
+    return build_engine(model, settings, trust_remote_code=trust_remote_code, progress=progress)
+
+
+def _engine_settings(device: str, dtype: str, batch_size: int, engine: list[str] | None, ray: bool):
+    """The engine section from the command's flags, then its ``--engine KEY=VALUE`` overrides."""
+    from sao.engine.config import EngineSection
+    from sao.recipe import apply_overrides, validate
+
+    values = {"device": device, "dtype": dtype, "batch_size": batch_size, "ray": {"enabled": ray}}
+    return validate(EngineSection, apply_overrides(values, engine or []))
 
 
 @app.command()
@@ -86,13 +102,13 @@ def chat(
     seed: Annotated[int | None, typer.Option(help="Seed for sampling.")] = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
+    engine_: EngineOpt = None,
     trust_remote_code: RemoteCodeOpt = False,
 ) -> None:
     """Answer one question with a model and print the answer."""
     from sao.engine import SamplingParams
 
-    engine = _engine(model, device, dtype, trust_remote_code, 1)
-    engine.progress = False
+    engine = _engine(model, _engine_settings(device, dtype, 1, engine_, False), trust_remote_code, progress=False)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
     params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
     typer.echo(engine.generate([messages], params)[0].samples[0].text)
@@ -115,10 +131,12 @@ def generate(
     force: Annotated[bool, typer.Option(help="Start over if the run directory has a different config.")] = False,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
+    engine_: EngineOpt = None,
+    ray: RayOpt = False,
     trust_remote_code: RemoteCodeOpt = False,
 ) -> None:
     """Sample n responses per prompt into a resumable run directory."""
-    from sao.models import describe
+    from sao.engine.factory import engine_model_info
     from sao.stages.generate import load_prompts, run_generate, validate_config
 
     config = validate_config(
@@ -133,10 +151,11 @@ def generate(
             system=system,
         )
     )
+    settings = _engine_settings(device, dtype, batch_size, engine_, ray)
     prompts = load_prompts(input, system)  # before the model load, so bad input fails fast
-    engine = _engine(model, device, dtype, trust_remote_code, batch_size)
+    engine = _engine(model, settings, trust_remote_code)
     store, result = run_generate(
-        engine, config, prompts, out, model_info=describe(engine.loaded), chunk_size=chunk_size, force=force
+        engine, config, prompts, out, model_info=engine_model_info(model, settings), chunk_size=chunk_size, force=force
     )
     stats = store.manifest.stages[result.stage].stats
     typer.echo(
@@ -166,10 +185,12 @@ def synth(
     ] = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
+    engine_: EngineOpt = None,
+    ray: RayOpt = False,
     trust_remote_code: RemoteCodeOpt = False,
 ) -> None:
     """Personas -> prompts -> K responses -> self-judgement -> preference pairs, resumable."""
-    from sao.models import describe
+    from sao.engine.factory import engine_model_info
     from sao.recipe import apply_overrides, set_field, validate
     from sao.synth.config import SynthConfig
     from sao.synth.pipeline import run_synth
@@ -182,10 +203,10 @@ def synth(
         if value is not None:
             values = set_field(values, key, value)
     config = validate(SynthConfig, apply_overrides(values, set_ or []))
-    engine = _engine(config.model, device, dtype, trust_remote_code, batch_size)
-    store, _ = run_synth(
-        engine, config, out, model_info=describe(engine.loaded), force=force, chunk_size=chunk_size, until=until
-    )
+    settings = _engine_settings(device, dtype, batch_size, engine_, ray)
+    engine = _engine(config.model, settings, trust_remote_code)
+    info = engine_model_info(config.model, settings)
+    store, _ = run_synth(engine, config, out, model_info=info, force=force, chunk_size=chunk_size, until=until)
     md, png = write_report(store)
     if "pairs" not in store.manifest.stages:
         typer.echo(f"stopped after {until}; rerun without --until to finish. Report: {md}")
@@ -222,6 +243,8 @@ def train(
         values = set_field(values, "method", method)
     config = validate(TrainConfig, apply_overrides(values, set_ or []))
     result = run_train(config, model, pairs, out, force=force, trust_remote_code=trust_remote_code)
+    if not result.is_main:
+        return  # under accelerate launch: one summary, from the main process
     m = result.metrics
     typer.echo(
         f"model in {result.model_dir}; final loss {m.get('final_loss')}, "
@@ -234,14 +257,18 @@ def run(
     recipe: Annotated[Path, typer.Argument(help="YAML run recipe (see recipes/).")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default: the recipe's out).")] = None,
     set_: SetOpt = None,
+    ray: RayOpt = False,
     force: Annotated[bool, typer.Option(help="Start over where the config changed (old files are kept).")] = False,
 ) -> None:
     """Iterate synthesise -> train from a recipe; resumable: rerun the same command after a kill."""
     from sao.loop.config import RunConfig
     from sao.loop.run import run_loop
-    from sao.recipe import apply_overrides, load_yaml, validate
+    from sao.recipe import apply_overrides, load_yaml, set_field, validate
 
-    config = validate(RunConfig, apply_overrides(load_yaml(recipe), set_ or []))
+    values = load_yaml(recipe)
+    if ray:
+        values = set_field(values, "engine.ray.enabled", True)
+    config = validate(RunConfig, apply_overrides(values, set_ or []))
     out_dir = out or (Path(config.out) if config.out else Path("runs") / recipe.stem)
     iterations = run_loop(config, out_dir, force=force)
     last = iterations[-1]
@@ -285,6 +312,7 @@ def eval_(
         str | None, typer.Option(help="lm-evaluation-harness tasks, e.g. gsm8k,mmlu (needs sao[harness]).")
     ] = None,
     harness_limit: Annotated[int | None, typer.Option(min=1, help="Harness examples per task.")] = None,
+    ray: RayOpt = False,
     force: Annotated[bool, typer.Option(help="Start over where the config changed (old files are kept).")] = False,
 ) -> None:
     """Candidates against a baseline: win rate, LC win rate, position consistency; exports for alpaca_eval."""
@@ -301,6 +329,7 @@ def eval_(
         baseline = baseline or start  # did the iterations beat the model they started from?
     flags = {"instructions": instructions and str(instructions), "baseline": baseline, "judge.model": judge}
     flags |= {"limit": limit, "candidates": candidates or None, "names": names or None}
+    flags["engine.ray.enabled"] = True if ray else None
     for key, value in flags.items():
         if value is not None:
             values = set_field(values, key, value)
@@ -321,9 +350,9 @@ def eval_(
 
 def _harness(values: dict, tasks: str, limit: int | None, out: Path) -> None:
     """lm-evaluation-harness on every candidate model (answer files have no model to run)."""
+    from sao.engine.config import EngineSection
     from sao.eval.harness import run_harness, write_harness_report
     from sao.eval.run import is_answer_file, slug
-    from sao.loop.config import EngineSection
     from sao.models import pick_device
     from sao.recipe import validate
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Sequence
-from typing import Any
 
+from sao.engine.config import EngineSection
+from sao.engine.factory import build_engine
 from sao.engine.types import Completion, Conversation, Engine, SamplingParams, TokenLogprobs
 
 
@@ -31,7 +32,14 @@ class LazyEngine:
         return self.engine.score(conversations, continuations)
 
     def release(self) -> None:
-        """Drop the model so that training gets the memory (on a GPU, the cached blocks too)."""
+        """Drop the model so that training gets the memory (on a GPU, the cached blocks too).
+
+        Engines that hold more than Python objects (vLLM's workers, Ray actors, HTTP
+        connections) free them in their ``close``.
+        """
+        close = getattr(self._engine, "close", None)
+        if close is not None:
+            close()
         self._engine = None
         gc.collect()
         import torch
@@ -40,20 +48,6 @@ class LazyEngine:
             torch.cuda.empty_cache()
 
 
-def lazy_engine(model: str, settings: Any, *, trust_remote_code: bool, progress: bool) -> LazyEngine:
-    """A transformers engine on ``model`` that loads on first use; ``settings`` has device, dtype and batch_size."""
-
-    def load() -> Engine:
-        from sao.engine.transformers_engine import TransformersEngine
-
-        engine = TransformersEngine.from_spec(
-            model,
-            device=settings.device,
-            dtype=settings.dtype,
-            trust_remote_code=trust_remote_code,
-            max_batch_size=settings.batch_size,
-        )
-        engine.progress = progress
-        return engine
-
-    return LazyEngine(load)
+def lazy_engine(model: str, settings: EngineSection, *, trust_remote_code: bool, progress: bool) -> LazyEngine:
+    """The engine ``settings`` asks for on ``model``, built on first use."""
+    return LazyEngine(lambda: build_engine(model, settings, trust_remote_code=trust_remote_code, progress=progress))

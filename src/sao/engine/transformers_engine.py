@@ -9,7 +9,6 @@ remaining ones run faster (``generate`` keeps decoding pad tokens for them).
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,8 +28,8 @@ from sao.engine.types import (
     Sample,
     SamplingParams,
     TokenLogprobs,
-    derive_seed,
     per_request,
+    sample_seed,
 )
 from sao.models import DEFAULT_MODEL, LoadedModel, load_model
 
@@ -124,7 +123,7 @@ class TransformersEngine:
         params = per_request(sampling, len(conversations))
         prompts = encode_prompts(self.tokenizer, conversations)
         jobs = [
-            _Job(c, j, prompt, p, self._seed_for(p, j))
+            _Job(c, j, prompt, p, sample_seed(p, j))
             for c, (prompt, p) in enumerate(zip(prompts, params))
             for j in range(p.n)
         ]
@@ -145,13 +144,6 @@ class TransformersEngine:
             meter.tokens / meter.elapsed,
         )
         return completions
-
-    @staticmethod
-    def _seed_for(params: SamplingParams, index: int) -> int | None:
-        if params.greedy:
-            return None
-        base = params.seed if params.seed is not None else secrets.randbits(63)
-        return derive_seed(base, index)
 
     def _forward(
         self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache

@@ -7,6 +7,7 @@ implements `Engine`: ``generate`` for sampling and ``score`` for token log-probs
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -59,6 +60,17 @@ def derive_seed(*parts: object) -> int:
     """
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
+
+
+def sample_seed(params: SamplingParams, index: int) -> int | None:
+    """The seed of sample ``index`` of a request, the same in every engine; greedy samples need none.
+
+    A request without a seed draws a fresh base, so that the reported seed still reproduces it.
+    """
+    if params.greedy:
+        return None
+    base = params.seed if params.seed is not None else secrets.randbits(63)
+    return derive_seed(base, index)
 
 
 @dataclass

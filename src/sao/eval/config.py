@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from sao.embedded_models import DEFAULT_MODEL
-from sao.loop.config import EngineSection
+from sao.engine.config import EngineSection
 from sao.recipe import Section
 from sao.synth.config import require_fields
 from sao.synth.ranking import JUDGE_TEMPLATE
@@ -38,6 +38,11 @@ class PairJudgeSection(Section):
     )
     template: str = Field(JUDGE_TEMPLATE, description="Judge request; {prompt} and {responses} are filled in.")
     max_new_tokens: int = Field(16, ge=4, description="Token budget of a generated ranking (mode 'generate').")
+    engine: EngineSection | None = Field(
+        None,
+        description="Engine of a named judge, e.g. backend 'openai' for a judge behind an OpenAI-compatible "
+        "endpoint (model = the served model's name); default: the top-level engine section.",
+    )
 
     @field_validator("template")
     @classmethod

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sao.engine.factory import engine_model_info
 from sao.engine.lazy import lazy_engine
 from sao.errors import InputError, SaoError
 from sao.eval.config import JudgeEvalConfig
@@ -156,19 +157,21 @@ def result_markdown(result: JudgeEvalResult, judge_name: str) -> str:
 
 def run_judge_eval(config: JudgeEvalConfig, out_dir: str | Path, *, force: bool = False, progress: bool = True):
     """Judge the labelled pairs (resumably) and write summary.json and report.md; returns the result."""
-    from sao.models import model_info
-
     out_dir = Path(out_dir)
+    settings = config.judge.engine or config.engine
     pairs = read_labelled_pairs(config.pairs)[: config.limit]
     engine = lazy_engine(
-        config.judge.model, config.engine, trust_remote_code=config.trust_remote_code, progress=progress
+        config.judge.model,
+        settings,
+        trust_remote_code=config.trust_remote_code,
+        progress=progress,
     )
     store, _ = run_pairwise(
         engine,
         [p.item for p in pairs],
         config.judge,
         out_dir,
-        model_info=model_info(config.judge.model),
+        model_info=engine_model_info(config.judge.model, settings),
         force=force,
         progress=progress,
     )

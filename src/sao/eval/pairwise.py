@@ -44,7 +44,8 @@ class PairVerdict(BaseModel):
     preference: float | None  # P(A better than B), averaged over both orders
     len_a: int  # characters, as AlpacaEval measures length
     len_b: int
-    outputs: list[str] | None = None  # the two generated rankings (mode 'generate')
+    outputs: list[str] | None = None  # the two generated rankings (mode 'generate', or a fallback)
+    fallback: bool = False  # mode 'logprob', but the engine could not score: judged by generated rankings
     drop_reason: str | None = None
 
 
@@ -76,7 +77,8 @@ def judge_chunk(engine: Engine, items: list[PairItem], judge: PairJudgeSection) 
                 preference=debiased_probability(a_first.p_first, b_first.p_first) if parsed else None,
                 len_a=len(item.a),
                 len_b=len(item.b),
-                outputs=None if judge.mode == "logprob" else [a_first.output or "", b_first.output or ""],
+                outputs=None if a_first.output is None else [a_first.output, b_first.output or ""],
+                fallback=a_first.fallback,
                 drop_reason=None if parsed else "parse_failure",
             )
         )
@@ -92,6 +94,7 @@ def orders(rows: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
 def verdict_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Drops (unparsable rankings), and the judge's position bias over the kept rows."""
     stats = drop_stats(rows)
+    stats["logprob_fallbacks"] = sum(bool(r.get("fallback")) for r in rows)
     first, swapped = orders(rows)
     if first:
         slot1 = [r["p_slot1_a_first"] for r in kept(rows)] + [r["p_slot1_b_first"] for r in kept(rows)]

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from sao.embedded_models import EMBEDDED_MODELS
+from sao.engine.factory import engine_model_info
 from sao.engine.lazy import LazyEngine, lazy_engine
 from sao.errors import ConfigError, InputError
 from sao.eval.config import EvalConfig
@@ -130,13 +131,11 @@ def generate_answers(
 ) -> Answers:
     """A model's answers to ``instructions``, turn by turn, each turn a resumable generate stage in
     ``out_dir``/turn-K: turn K's prompt holds the user's turns and the model's own answers before it."""
-    from sao.models import model_info
-
     d = config.decoding
     settings = GenerateConfig(
         model=spec, n=1, temperature=d.temperature, top_p=d.top_p, max_new_tokens=d.max_new_tokens, seed=d.seed
     )
-    info = model_info(spec)
+    info = engine_model_info(spec, config.engine)
     turns = {i.id: user_turns(i) for i in instructions}
     answers: dict[str, list[dict[str, Any]]] = {i.id: [] for i in instructions}
     for k in range(1, max(len(t) for t in turns.values()) + 1):
@@ -194,7 +193,6 @@ def _check_judge(config: EvalConfig) -> None:
 def run_eval(config: EvalConfig, out_dir: str | Path, *, force: bool = False, progress: bool = True) -> EvalResult:
     """Generate what is missing, judge every candidate against the baseline, and write exports and the report."""
     from sao.eval.report import write_eval_report
-    from sao.models import model_info
 
     out_dir = Path(out_dir)
     _check_judge(config)
@@ -221,13 +219,17 @@ def run_eval(config: EvalConfig, out_dir: str | Path, *, force: bool = False, pr
     shared_judge = None
     if config.judge.model != "self":
         shared_judge = lazy_engine(
-            config.judge.model, config.engine, trust_remote_code=config.trust_remote_code, progress=progress
+            config.judge.model,
+            config.judge.engine or config.engine,
+            trust_remote_code=config.trust_remote_code,
+            progress=progress,
         )
     comparisons, candidates = [], []
     for spec, name in zip(config.candidates, names):
         root = out_dir / slug(name)
         side, engine = answers(spec, name, root)
         judge, judge_spec = (shared_judge, config.judge.model) if shared_judge else (engine, spec)
+        judge_settings = (config.judge.engine or config.engine) if shared_judge else config.engine
         items = [judged_pair(i, side.outputs[i.id], baseline.outputs[i.id]) for i in instructions]
         log.info("judging %s against %s (%d pairs, both orders)", name, baseline_name, len(items))
         store, _ = run_pairwise(
@@ -235,7 +237,7 @@ def run_eval(config: EvalConfig, out_dir: str | Path, *, force: bool = False, pr
             items,
             config.judge,
             root / "judge",
-            model_info=model_info(judge_spec),
+            model_info=engine_model_info(judge_spec, judge_settings),
             force=force,
             progress=progress,
         )

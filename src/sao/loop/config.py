@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, field_validator
 
 from sao.embedded_models import DEFAULT_MODEL
+from sao.engine.config import EngineSection
 from sao.recipe import Section
 from sao.synth.config import SynthConfig
 from sao.train.config import TrainConfig
@@ -17,14 +16,6 @@ REPORT_PROMPTS = [
     "Write a short, polite email asking my landlord to fix a leaking tap.",
     "What are the pros and cons of learning Python as a first programming language?",
 ]
-
-
-class EngineSection(Section):
-    batch_size: int = Field(32, ge=1, description="Sequences decoded together by the generation engine.")
-    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Generation precision; 'auto' is bf16 where native, else float32."
-    )
 
 
 class ReportSection(Section):
@@ -44,6 +35,16 @@ class RunConfig(Section):
     synth: SynthConfig = Field(default_factory=SynthConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     report: ReportSection = Field(default_factory=ReportSection)
+
+    @field_validator("engine")
+    @classmethod
+    def _local_engine(cls, v: EngineSection) -> EngineSection:
+        if v.backend == "openai":
+            raise ValueError(
+                "backend 'openai' cannot serve the model each iteration trains; use transformers or vllm "
+                "(an OpenAI-compatible server suits sao generate, sao eval and judges)"
+            )
+        return v
 
     @field_validator("synth")
     @classmethod

@@ -1,0 +1,53 @@
+"""Build the engine a recipe's ``engine`` section asks for. Backends import lazily, so
+vLLM, the OpenAI client and Ray are only needed by the runs that use them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sao.engine.config import EngineSection
+from sao.engine.types import Engine
+
+
+def build_engine(
+    model: str, settings: EngineSection, *, trust_remote_code: bool = False, progress: bool = True
+) -> Engine:
+    """An engine for ``model`` (alias, directory or hub id; for ``openai``, the served model by default)."""
+    if settings.ray.enabled:
+        from sao.engine.ray_engine import RayEngine
+
+        return RayEngine(model, settings, trust_remote_code=trust_remote_code, progress=progress)
+    if settings.backend == "vllm":
+        from sao.engine.vllm_engine import VLLMEngine
+
+        return VLLMEngine.from_spec(model, settings, trust_remote_code=trust_remote_code, progress=progress)
+    if settings.backend == "openai":
+        from sao.engine.openai_engine import OpenAIEngine
+
+        return OpenAIEngine.from_spec(model, settings, trust_remote_code=trust_remote_code, progress=progress)
+    from sao.engine.transformers_engine import TransformersEngine
+
+    engine = TransformersEngine.from_spec(
+        model,
+        device=settings.device,
+        dtype=settings.dtype,
+        trust_remote_code=trust_remote_code,
+        max_batch_size=settings.batch_size,
+    )
+    engine.progress = progress
+    return engine
+
+
+def engine_model_info(model: str, settings: EngineSection) -> dict[str, Any]:
+    """What a run manifest records about the model behind an engine.
+
+    A local model is identified by its weights' fingerprint. A model behind an HTTP
+    endpoint has no weights here: the endpoint and served name stand in for them (the
+    API key is never part of it).
+    """
+    if settings.backend == "openai" and not settings.ray.enabled:
+        served = settings.openai.served_model or model
+        return {"spec": model, "backend": "openai", "fingerprint": f"{settings.openai.base_url}#{served}"}
+    from sao.models import model_info
+
+    return model_info(model) | {"backend": settings.backend}
