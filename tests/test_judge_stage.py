@@ -1,8 +1,12 @@
 """The judge stage's wiring on the tiny random model: requests, both modes, and decisions."""
 
+import logging
+
 import pytest
 
-from sao.stages.judge import judge_requests, make_rows, run_judge
+from sao.engine import Completion, Sample
+from sao.errors import LogprobsUnavailable
+from sao.stages.judge import judge_requests, judge_stats, make_rows, run_judge
 from sao.synth.config import SynthConfig
 from sao.synth.ranking import first_wins_probability
 
@@ -53,3 +57,43 @@ def test_generate_judge_counts_unparsable_answers(tiny_engine):
     # A random model never writes a valid ranking: both judgements fail to parse, and the row says so.
     assert all(j.p_first is None and j.output is not None for j in row.judgements)
     assert row.drop_reason == "parse_failure" and row.chosen is None
+
+
+class NoLogprobsEngine:
+    """An engine behind a server that echoes no prompt log-probs; its rankings always prefer 'aardvark'."""
+
+    def __init__(self):
+        self.generated = 0
+
+    def score(self, conversations, continuations):
+        raise LogprobsUnavailable("http://server/v1 returned no prompt log-probs")
+
+    def generate(self, conversations, sampling):
+        self.generated += len(conversations)
+        completions = []
+        for conv in conversations:
+            text = conv[-1]["content"]
+            ranking = "1 > 2" if text.index("aardvark") < text.index("zebu") else "2 > 1"
+            completions.append(Completion([Sample(f"ranking: {ranking}", [0], "stop", None)]))
+        return completions
+
+
+def test_logprob_judge_falls_back_to_generated_rankings_when_the_engine_cannot_score(caplog):
+    config = SynthConfig()
+    assert config.judge.mode == "logprob" and config.judge.order == "swap"
+    engine = NoLogprobsEngine()
+    chunks = [[response_row("a", ["aardvark", "zebu"])], [response_row("b", ["zebu", "aardvark"])]]
+    with caplog.at_level(logging.WARNING, logger="sao.stages.judge"):
+        rows = [row for chunk in chunks for row in make_rows(engine, config, chunk)]
+    assert engine.generated == 4  # both orders of both rows, judged by generated rankings
+    assert all(j.fallback and j.output and j.p_first in (0.0, 1.0) for r in rows for j in r.judgements)
+    assert [(r.chosen, r.rejected, r.drop_reason) for r in rows] == [(0, 1, None), (1, 0, None)]
+    warnings = [m for m in caplog.messages if "judging by generated rankings" in m]
+    assert len(warnings) == 1 and "no prompt log-probs" in warnings[0]  # once, not once per chunk
+    assert judge_stats([r.model_dump() for r in rows])["logprob_fallbacks"] == 4
+
+
+def test_judge_stats_count_no_fallbacks_when_the_engine_scores(tiny_engine):
+    rows = make_rows(tiny_engine, SynthConfig(), [response_row("a", ["red", "blue"])])
+    assert not any(j.fallback for j in rows[0].judgements)
+    assert judge_stats([r.model_dump() for r in rows])["logprob_fallbacks"] == 0

@@ -26,3 +26,7 @@ class ResumeConflictError(SaoError):
 
 class StoreCorruptError(SaoError):
     """A stage file holds a damaged row that is not a torn last line."""
+
+
+class LogprobsUnavailable(SaoError):
+    """The engine cannot return log-probs of a given text (e.g. a server that echoes no prompt log-probs)."""

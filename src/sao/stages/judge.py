@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 from sao.engine import Engine, SamplingParams
+from sao.errors import LogprobsUnavailable
 from sao.stage import StageResult, drop_stats, kept, run_stage
 from sao.store import RunStore
 from sao.synth.config import JudgeConfig, SynthConfig
@@ -23,6 +25,8 @@ from sao.synth.ranking import (
     verdict_drop_reason,
 )
 
+log = logging.getLogger(__name__)
+
 STAGE = "judgements"
 
 
@@ -30,7 +34,8 @@ class Judgement(BaseModel):
     first: int  # sample index shown as Response 1
     second: int  # sample index shown as Response 2
     p_first: float | None  # P(Response 1 ranked first); None when a generated ranking did not parse
-    output: str | None = None  # the generated ranking (mode 'generate')
+    output: str | None = None  # the generated ranking (mode 'generate', or a fallback)
+    fallback: bool = False  # mode 'logprob', but the engine could not score: judged by a generated ranking
 
 
 class Comparison(BaseModel):
@@ -75,19 +80,38 @@ def judge_requests(rows: list[dict[str, Any]], judge: JudgeConfig) -> list[Judge
 
 def run_judge(engine: Engine, requests: list[JudgeRequest], mode: str, max_new_tokens: int) -> list[Judgement]:
     """One judgement per request, by log-probs of '1' vs '2' (``mode="logprob"``) or by a ranking generated
-    greedily within ``max_new_tokens`` and strictly parsed (``mode="generate"``)."""
+    greedily within ``max_new_tokens`` and strictly parsed (``mode="generate"``).
+
+    An engine that cannot score (a server that returns no prompt log-probs) gets generated
+    rankings instead, marked ``fallback`` and counted in the stage stats.
+    """
     if not requests:
         return []
-    convs = [q.conversation for q in requests]
     if mode == "logprob":
-        # Both continuations share the prefix; only the digit differs, so the ratio of their
-        # probabilities is the judge's preference between the two answers it may give.
-        scored = engine.score(convs * 2, [f"{RANKING_PREFIX} 1"] * len(convs) + [f"{RANKING_PREFIX} 2"] * len(convs))
-        return [
-            Judgement(first=q.first, second=q.second, p_first=first_wins_probability(one.total, two.total))
-            for q, one, two in zip(requests, scored[: len(convs)], scored[len(convs) :])
-        ]
-    outputs = engine.generate(convs, SamplingParams(temperature=0, max_new_tokens=max_new_tokens))
+        try:
+            return logprob_judgements(engine, requests)
+        except LogprobsUnavailable as exc:
+            warn_fallback(engine, exc)
+            fallen_back = generate_judgements(engine, requests, max_new_tokens)
+            return [j.model_copy(update={"fallback": True}) for j in fallen_back]
+    return generate_judgements(engine, requests, max_new_tokens)
+
+
+def logprob_judgements(engine: Engine, requests: list[JudgeRequest]) -> list[Judgement]:
+    convs = [q.conversation for q in requests]
+    # Both continuations share the prefix; only the digit differs, so the ratio of their
+    # probabilities is the judge's preference between the two answers it may give.
+    scored = engine.score(convs * 2, [f"{RANKING_PREFIX} 1"] * len(convs) + [f"{RANKING_PREFIX} 2"] * len(convs))
+    return [
+        Judgement(first=q.first, second=q.second, p_first=first_wins_probability(one.total, two.total))
+        for q, one, two in zip(requests, scored[: len(convs)], scored[len(convs) :])
+    ]
+
+
+def generate_judgements(engine: Engine, requests: list[JudgeRequest], max_new_tokens: int) -> list[Judgement]:
+    outputs = engine.generate(
+        [q.conversation for q in requests], SamplingParams(temperature=0, max_new_tokens=max_new_tokens)
+    )
     judgements = []
     for q, completion in zip(requests, outputs):
         text = completion.samples[0].text
@@ -95,6 +119,18 @@ def run_judge(engine: Engine, requests: list[JudgeRequest], mode: str, max_new_t
         p_first = None if ranking is None else float(ranking[0] == 1)
         judgements.append(Judgement(first=q.first, second=q.second, p_first=p_first, output=text))
     return judgements
+
+
+_warned_engines: set[str] = set()  # engine types whose fallback was logged: once per process, not per chunk
+
+
+def warn_fallback(engine: Engine, exc: LogprobsUnavailable) -> None:
+    kind = type(engine).__name__
+    if kind not in _warned_engines:
+        _warned_engines.add(kind)
+        log.warning(
+            "judge: %s; judging by generated rankings instead (mode 'generate'), counted as logprob_fallbacks", exc
+        )
 
 
 def compare(a: int, b: int, judgements: list[Judgement]) -> Comparison:
@@ -145,6 +181,7 @@ def judge_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     swapped = [c["consistent"] for r in rows for c in r["comparisons"] if c["consistent"] is not None]
     decided = [r["p_chosen"] for r in rows if r["p_chosen"] is not None]
     stats["judgements"] = len(judgements)
+    stats["logprob_fallbacks"] = sum(bool(j.get("fallback")) for j in judgements)
     stats["parse_failure_rate"] = round(1 - len(parsed) / len(judgements), 4) if judgements else 0.0
     stats["first_position_win_share"] = round(sum(p > 0.5 for p in parsed) / len(parsed), 4) if parsed else None
     stats["position_consistency"] = round(sum(swapped) / len(swapped), 4) if swapped else None

@@ -1,0 +1,433 @@
+"""An engine over any OpenAI-compatible HTTP server: vLLM, SGLang, TGI, llama.cpp server, hosted APIs.
+
+Requests go out concurrently (at most ``max_concurrency`` in flight) from an asyncio loop
+that runs on a thread of its own, so the sync ``generate``/``score`` work from any thread,
+including one that already runs an event loop (a notebook), and the HTTP client and its
+connection pool live as long as the engine (``close`` ends both).
+
+``api: completions`` (the default) renders the chat template here, with the model's own
+tokenizer, and sends the text: the server sees the very prompt the in-process engine
+would decode from. ``api: chat`` sends the messages and lets the server apply its own
+template (hosted APIs offer nothing else); no tokenizer is needed, and nothing can be
+scored, since chat completions return no log-probs of the prompt.
+
+Token ids: servers return text, not ids. ``Sample.token_ids`` are the tokenizer's ids of
+the returned text, an approximation of the server's own ids (they can differ where a
+re-tokenisation merges differently). Without a tokenizer (``api: chat``) the ids are
+unknown and every id is ``-1``; their number is the server's ``usage.completion_tokens``,
+so ``num_tokens`` stays right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import openai
+from tqdm.auto import tqdm
+
+from sao.engine.chat_template import check_conversation
+from sao.engine.types import (
+    Completion,
+    Conversation,
+    FinishReason,
+    Sample,
+    SamplingParams,
+    TokenLogprobs,
+    per_request,
+    sample_seed,
+)
+from sao.errors import ConfigError, LogprobsUnavailable, ModelLoadError, SaoError
+
+if TYPE_CHECKING:
+    from sao.engine.config import EngineSection
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Api = Literal["chat", "completions"]
+
+PLACEHOLDER_KEY = "EMPTY"  # local servers want no key, but the client insists on one
+UNKNOWN_ID = -1  # a token whose id the server did not tell
+MAX_DELAY = 30.0
+# 408 and 429 say "try again later"; every 5xx is the server's trouble, not the request's.
+RETRYABLE_STATUS = frozenset({408, 429})
+# Statuses with which servers refuse echo/logprobs (or the completions endpoint) outright.
+NO_LOGPROBS_STATUS = frozenset({400, 404, 422})
+
+
+class EndpointError(SaoError):
+    """The server refused a request (a 4xx), or kept failing after every retry."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry delay: ``backoff * 2**attempt`` seconds, capped at ``max_delay``, scaled by full jitter."""
+
+    max_retries: int = 6
+    backoff: float = 1.0
+    max_delay: float = MAX_DELAY
+
+
+def backoff_delay(policy: RetryPolicy, attempt: int, draw: float) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based); ``draw`` is uniform in [0, 1).
+
+    Full jitter (a uniform draw below the exponential bound) spreads the retries of many
+    requests that failed together, so a restarted server is not hit by all at once.
+    """
+    return draw * min(policy.max_delay, policy.backoff * 2**attempt)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """429, 408 and 5xx answers, timeouts and lost connections are worth another try; other 4xx are not."""
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
+    return isinstance(exc, openai.APIConnectionError)  # APITimeoutError is one too
+
+
+def server_message(exc: openai.APIStatusError) -> str:
+    """The server's own words: OpenAI's ``{"error": {"message"}}`` (already unwrapped by the client),
+    FastAPI's ``{"detail"}`` or a plain body."""
+    body = exc.body
+    if isinstance(body, dict):
+        text = body.get("message") or body.get("detail") or body.get("error") or body
+    else:
+        text = body or exc.response.text
+    return str(text)[:500]
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code}: {server_message(exc)}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def sampling_body(params: SamplingParams, seed: int | None) -> dict[str, Any]:
+    """The sampling fields of one request. Each request asks for one sample (``n`` is left at 1), so that
+    every sample has its own seed. ``max_tokens`` rather than ``max_completion_tokens``: every server
+    above knows it."""
+    body: dict[str, Any] = {"max_tokens": params.max_new_tokens, "temperature": params.temperature}
+    if not params.greedy:
+        body["top_p"] = params.top_p
+    if params.stop:
+        body["stop"] = list(params.stop)
+    if seed is not None:
+        body["seed"] = seed
+    return body
+
+
+def score_body(model: str, prompt: str, continuation: str) -> dict[str, Any]:
+    """Echo the prompt with its log-probs. One new token, not zero: llama.cpp reads ``max_tokens=0``
+    as "no limit", and some servers refuse 0."""
+    return {
+        "model": model,
+        "prompt": prompt + continuation,
+        "max_tokens": 1,
+        "temperature": 0,
+        "echo": True,
+        "logprobs": 1,
+    }
+
+
+def finish_reason(reason: str | None) -> FinishReason:
+    # Anything but a hit token budget (EOS, a stop string, a content filter) ended the text on purpose.
+    return "length" if reason == "length" else "stop"
+
+
+def continuation_logprobs(
+    offsets: Sequence[int], tokens: Sequence[str], logprobs: Sequence[float | None], generated: int, chars: int
+) -> list[float | None]:
+    """Log-probs of the echoed tokens that spell the last ``chars`` characters of the prompt.
+
+    The echoed entries are all but the last ``generated`` ones. Offsets are counted from the
+    end of the echo, not from the prompt's length: servers render special tokens in
+    ``text_offset`` differently (llama.cpp counts them as empty), so the prompt's length in
+    server coordinates is unknown, but the plain-text continuation at its end is the same.
+    A token that straddles the start of the continuation (the server merged it with the
+    prompt's end) is left out.
+    """
+    echoed = len(offsets) - generated
+    if echoed <= 0:
+        return []
+    end = offsets[echoed] if generated else offsets[echoed - 1] + len(tokens[echoed - 1])
+    return [lp for offset, lp in zip(offsets[:echoed], logprobs[:echoed]) if end - chars <= offset < end]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One request: sample ``sample`` of conversation ``conv``."""
+
+    conv: int
+    sample: int
+    seed: int | None
+    body: dict[str, Any]
+    tail: int = 0  # score requests: characters at the end of the prompt that are the continuation
+
+
+class _LoopThread:
+    """An asyncio loop on a daemon thread; `run` hands it a coroutine and blocks until it is done."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="sao-openai-engine", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # Ctrl-C in the caller: stop the requests in flight too
+            raise
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+class OpenAIEngine:
+    """Generation and scoring over an OpenAI-compatible server.
+
+    Args:
+        base_url: the server's URL up to ``/v1``.
+        served_model: the model name the server knows.
+        tokenizer: the model's tokenizer; required for ``api="completions"``, optional for ``"chat"``.
+        api: ``completions`` (sao renders the chat template) or ``chat`` (the server does).
+        api_key: sent as the bearer token; never logged nor shown in ``repr``.
+        max_concurrency: requests in flight at once.
+        timeout: seconds one request may take; then it counts as failed and is retried.
+        retry: how often and how patiently to retry.
+        progress: show a progress bar.
+
+    ``stats`` counts ``requests`` sent (retries included), ``retries`` and ``logprobs_unavailable``
+    (score calls that raised `LogprobsUnavailable`).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        served_model: str,
+        *,
+        tokenizer: Any = None,
+        api: Api = "completions",
+        api_key: str | None = None,
+        max_concurrency: int = 8,
+        timeout: float = 120.0,
+        retry: RetryPolicy = RetryPolicy(),
+        progress: bool = True,
+    ):
+        if api == "completions" and tokenizer is None:
+            raise ConfigError("openai.api: 'completions' renders the chat template here and needs the tokenizer")
+        self.base_url = base_url
+        self.served_model = served_model
+        self.tokenizer = tokenizer
+        self.api = api
+        self.retry = retry
+        self.progress = progress
+        self.stats = {"requests": 0, "retries": 0, "logprobs_unavailable": 0}
+        # max_retries=0: the client's own retries can neither report how many they made nor
+        # take the recipe's base delay, so the retry loop is ours (`_call`).
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key or PLACEHOLDER_KEY, timeout=timeout, max_retries=0
+        )
+        self._limit = asyncio.Semaphore(max_concurrency)
+        self._rng = random.Random()
+        self._loop = _LoopThread()
+
+    @classmethod
+    def from_spec(
+        cls, model: str, settings: EngineSection, *, trust_remote_code: bool = False, progress: bool = True
+    ) -> OpenAIEngine:
+        """The engine a recipe's ``engine`` section (`EngineSection`) describes, for ``model``.
+
+        With ``api: completions`` the tokenizer of ``model`` is loaded (it renders the chat
+        template); with ``api: chat`` nothing is loaded, so ``model`` may be a hosted model's name.
+        """
+        section = settings.openai
+        if not section.base_url:
+            raise ConfigError("openai.base_url: backend 'openai' needs the server's URL, e.g. http://localhost:8000/v1")
+        tokenizer = load_tokenizer(model, trust_remote_code) if section.api == "completions" else None
+        return cls(
+            section.base_url,
+            section.served_model or model,
+            tokenizer=tokenizer,
+            api=section.api,
+            api_key=os.environ.get(section.api_key_env),
+            max_concurrency=section.max_concurrency,
+            timeout=section.timeout,
+            retry=RetryPolicy(max_retries=section.max_retries, backoff=section.backoff),
+            progress=progress,
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAIEngine(base_url={self.base_url!r}, served_model={self.served_model!r}, api={self.api!r})"
+
+    def close(self) -> None:
+        """Close the HTTP connections and stop the engine's loop; the engine is unusable afterwards."""
+        if self._loop.thread.is_alive():
+            self._loop.run(self._client.close())
+            self._loop.stop()
+
+    # ------------------------------------------------------------------ generate
+    def generate(
+        self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+    ) -> list[Completion]:
+        """Sample ``n`` continuations per conversation, one request per sample; one Completion each, in order."""
+        params = per_request(sampling, len(conversations))
+        prompts = self._prompts(conversations)
+        jobs = [
+            _Job(c, j, seed, prompt | sampling_body(p, seed))
+            for c, (prompt, p) in enumerate(zip(prompts, params))
+            for j, seed in enumerate(sample_seed(p, j) for j in range(p.n))
+        ]
+        samples = self._loop.run(self._all(jobs, self._sample, "generate"))
+        completions = [Completion([None] * p.n) for p in params]  # type: ignore[list-item]
+        for job, sample in zip(jobs, samples):
+            completions[job.conv].samples[job.sample] = sample
+        return completions
+
+    def _prompts(self, conversations: Sequence[Conversation]) -> list[dict[str, Any]]:
+        """The prompt part of each request body."""
+        if self.api == "chat":
+            for i, conversation in enumerate(conversations):
+                check_conversation(conversation, f"conversation {i}")
+            return [{"model": self.served_model, "messages": list(c)} for c in conversations]
+        return [{"model": self.served_model, "prompt": render_prompt(self.tokenizer, c)} for c in conversations]
+
+    async def _sample(self, job: _Job) -> Sample:
+        if self.api == "chat":
+            response = await self._call(lambda: self._client.chat.completions.create(**job.body), "chat completion")
+            choice = response.choices[0]
+            text = choice.message.content or ""
+        else:
+            response = await self._call(lambda: self._client.completions.create(**job.body), "completion")
+            choice = response.choices[0]
+            text = choice.text
+        counted = response.usage.completion_tokens if response.usage else 0
+        return Sample(text, self._token_ids(text, counted), finish_reason(choice.finish_reason), job.seed)
+
+    def _token_ids(self, text: str, counted: int) -> list[int]:
+        if self.tokenizer is None:
+            return [UNKNOWN_ID] * counted
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    # ------------------------------------------------------------------ score
+    def score(self, conversations: Sequence[Conversation], continuations: Sequence[str]) -> list[TokenLogprobs]:
+        """Log-probs of each continuation's tokens, from the server's echoed prompt log-probs.
+
+        Raises `LogprobsUnavailable` when the server returns none (``api: chat`` never does).
+        The log-probs are per server token; ``token_ids`` are the tokenizer's ids of the
+        continuation when the server split it into as many tokens, else unknown (-1).
+        """
+        if len(conversations) != len(continuations):
+            raise ValueError(f"score: {len(conversations)} conversations but {len(continuations)} continuations")
+        if self.api == "chat":
+            self.stats["logprobs_unavailable"] += 1
+            raise LogprobsUnavailable(
+                "openai.api 'chat': chat completions return no log-probs of the prompt; "
+                "use api 'completions' with a server that echoes prompt log-probs, or judge mode 'generate'"
+            )
+        prompts = [render_prompt(self.tokenizer, c) for c in conversations]
+        jobs = [
+            _Job(i, 0, None, score_body(self.served_model, prompt, cont), tail=len(cont))
+            for i, (prompt, cont) in enumerate(zip(prompts, continuations))
+        ]
+        try:
+            scored = self._loop.run(self._all(jobs, self._score_one, "score"))
+        except LogprobsUnavailable:
+            self.stats["logprobs_unavailable"] += 1
+            raise
+        return [self._token_logprobs(cont, lps) for cont, lps in zip(continuations, scored)]
+
+    async def _score_one(self, job: _Job) -> list[float]:
+        try:
+            response = await self._call(lambda: self._client.completions.create(**job.body), "score")
+        except EndpointError as exc:
+            if exc.status in NO_LOGPROBS_STATUS:
+                raise LogprobsUnavailable(f"{self.base_url} refused echoed prompt log-probs: {exc}") from None
+            raise
+        choice = response.choices[0]
+        lp = choice.logprobs
+        if lp is None or not lp.text_offset or not lp.tokens or not lp.token_logprobs or response.usage is None:
+            raise LogprobsUnavailable(f"{self.base_url} returned no prompt log-probs for an echo=True completion")
+        found = continuation_logprobs(
+            lp.text_offset, lp.tokens, lp.token_logprobs, response.usage.completion_tokens, job.tail
+        )
+        if not found or any(x is None for x in found):
+            raise LogprobsUnavailable(f"{self.base_url} returned no log-probs for the continuation's tokens")
+        return [float(x) for x in found]  # type: ignore[arg-type]
+
+    def _token_logprobs(self, continuation: str, logprobs: list[float]) -> TokenLogprobs:
+        ids = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        return TokenLogprobs(ids if len(ids) == len(logprobs) else [UNKNOWN_ID] * len(logprobs), logprobs)
+
+    # ------------------------------------------------------------------ requests
+    async def _all(self, jobs: list[_Job], one: Callable[[_Job], Awaitable[T]], desc: str) -> list[T]:
+        """Run ``one`` over every job concurrently (bounded by the semaphore in `_call`), in job order."""
+        with tqdm(total=len(jobs), unit="req", desc=desc, disable=not self.progress, leave=False) as bar:
+
+            async def tracked(job: _Job) -> T:
+                result = await one(job)
+                bar.update(1)
+                return result
+
+            tasks = [asyncio.ensure_future(tracked(job)) for job in jobs]
+            try:
+                return list(await asyncio.gather(*tasks))
+            finally:
+                for task in tasks:  # one failed: the others are of no use any more
+                    task.cancel()
+
+    async def _call(self, request: Callable[[], Awaitable[T]], what: str) -> T:
+        """One request, retried with backoff after 429, 408, 5xx, a timeout or a lost connection."""
+        retries = 0
+        while True:
+            try:
+                async with self._limit:
+                    self.stats["requests"] += 1
+                    return await request()
+            except (openai.APIStatusError, openai.APIConnectionError) as exc:
+                if not is_retryable(exc):
+                    status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+                    raise EndpointError(f"{what} request to {self.base_url} failed: {describe(exc)}", status) from None
+                if retries == self.retry.max_retries:
+                    raise EndpointError(
+                        f"{what} request to {self.base_url} failed after {retries} retries: {describe(exc)}"
+                    ) from None
+                delay = backoff_delay(self.retry, retries, self._rng.random())
+                retries += 1
+                self.stats["retries"] += 1
+                log.warning("%s request failed (%s); retry %d in %.1fs", what, describe(exc), retries, delay)
+            # Outside the semaphore: a request waiting to retry holds no slot.
+            await asyncio.sleep(delay)
+
+
+def render_prompt(tokenizer: Any, conversation: Conversation) -> str:
+    """The conversation as text through the model's chat template, ending with the assistant header
+    (or continuing a final assistant message), as `sao.engine.chat_template.encode_prompt` renders it."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelLoadError(f"tokenizer of '{tokenizer.name_or_path}' has no chat template; use a chat model")
+    check_conversation(conversation)
+    prefill = conversation[-1]["role"] == "assistant"
+    return tokenizer.apply_chat_template(
+        conversation, tokenize=False, add_generation_prompt=not prefill, continue_final_message=prefill
+    )
+
+
+def load_tokenizer(model: str, trust_remote_code: bool) -> Any:
+    from transformers import AutoTokenizer
+
+    from sao.models import resolve_model_path
+
+    return AutoTokenizer.from_pretrained(resolve_model_path(model), trust_remote_code=trust_remote_code)
