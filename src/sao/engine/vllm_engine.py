@@ -1,0 +1,343 @@
+"""vLLM behind sao's engine interface: the offline ``vllm.LLM`` on GPUs (``backend: vllm``, extra ``sao[vllm]``).
+
+It agrees with the in-process `TransformersEngine` wherever two backends can:
+
+- prompts are sao's own chat-templated token ids (`encode_prompts`), fed as ``prompt_token_ids``, so
+  vLLM never applies a template of its own and the prompt is the one training sees;
+- sample ``j`` of a request is its own vLLM request with ``n=1`` and ``seed=derive_seed(base, j)``, so any
+  sample can be regenerated alone. The seeds equal the in-process engine's; the tokens drawn from them do
+  not, since each backend turns a seed into random numbers its own way;
+- ``token_ids`` hold no trailing EOS, stop strings are cut from the text (vLLM does that), and scores are
+  the log-softmax of the raw logits (vLLM's default ``logprobs_mode``).
+
+Building requests and mapping outputs are pure functions that never import vLLM, so they are tested
+without it; only `VLLMEngine` talks to vLLM. Written against vLLM 0.27-0.32, the releases that pin
+torch 2.13.0 like sao does.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sao.engine.chat_template import encode_prompts
+from sao.engine.types import (
+    Completion,
+    Conversation,
+    FinishReason,
+    Sample,
+    SamplingParams,
+    TokenLogprobs,
+    per_request,
+    sample_seed,
+)
+from sao.errors import ConfigError, ModelLoadError
+from sao.models import resolve_model_path
+
+if TYPE_CHECKING:
+    from sao.engine.config import EngineSection
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "backend 'vllm' needs vLLM and a GPU: pip install 'sao[vllm]'"
+
+# Scoring reads the prompt's own log-probs, so one generated token (greedy, never decoded) is the least
+# vLLM accepts. prompt_logprobs=0 returns only the actual token at each position; flat_logprobs stores
+# them in a few flat lists rather than one dict per token, which long judge prompts make worth it. vLLM
+# skips reading the prefix cache for such requests (cached blocks carry no logits), so scores do not
+# depend on it.
+SCORE_SAMPLING: dict[str, Any] = {
+    "n": 1,
+    "max_tokens": 1,
+    "temperature": 0.0,
+    "prompt_logprobs": 0,
+    "flat_logprobs": True,
+    "detokenize": False,
+}
+
+
+# ---------------------------------------------------------------------------------------------- requests
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One vLLM request: sample ``sample`` of conversation ``conv``."""
+
+    conv: int
+    sample: int
+    prompt_token_ids: list[int]
+    sampling: dict[str, Any]  # keyword arguments of vllm.SamplingParams
+
+    @property
+    def seed(self) -> int | None:
+        return self.sampling["seed"]
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """One scoring request: the conversation's prompt ids followed by the continuation's."""
+
+    prompt_token_ids: list[int]
+    start: int  # index of the continuation's first token
+
+    @property
+    def target(self) -> list[int]:
+        return self.prompt_token_ids[self.start :]
+
+
+def sampling_kwargs(params: SamplingParams, seed: int | None) -> dict[str, Any]:
+    """``vllm.SamplingParams`` keywords for one sample (n=1: the n samples are separate requests)."""
+    return {
+        "n": 1,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "max_tokens": params.max_new_tokens,
+        "stop": list(params.stop),
+        "seed": seed,
+    }
+
+
+def generation_requests(
+    tokenizer: Any, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+) -> list[GenerationRequest]:
+    """One request per sample of each conversation, in (conversation, sample) order."""
+    params = per_request(sampling, len(conversations))
+    prompts = encode_prompts(tokenizer, conversations)
+    return [
+        GenerationRequest(c, j, prompt, sampling_kwargs(p, sample_seed(p, j)))
+        for c, (prompt, p) in enumerate(zip(prompts, params))
+        for j in range(p.n)
+    ]
+
+
+def score_requests(
+    tokenizer: Any, conversations: Sequence[Conversation], continuations: Sequence[str]
+) -> list[ScoreRequest]:
+    """Prompt ids plus continuation ids tokenized on their own, exactly as `TransformersEngine.score` does."""
+    if len(conversations) != len(continuations):
+        raise ValueError(f"score: {len(conversations)} conversations but {len(continuations)} continuations")
+    prompts = encode_prompts(tokenizer, conversations)
+    targets = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+    return [ScoreRequest(p + t, len(p)) for p, t in zip(prompts, targets)]
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+def finish_reason(output: Any) -> FinishReason:
+    """vLLM's finish reason in sao's terms.
+
+    'stop' (EOS, a stop token or a stop string) and 'length' (max_tokens or max_model_len) carry over.
+    Any other ('abort', 'error', 'repetition') means the sample did not end on its own: it becomes
+    'length', which the stages already treat as cut off, so it is never taken for a finished answer.
+    """
+    return "stop" if output.finish_reason == "stop" else "length"
+
+
+def sample_token_ids(output: Any) -> list[int]:
+    """The sample's token ids without the EOS that ended it.
+
+    vLLM keeps the EOS, or the generation config's extra EOS ids (then ``stop_reason`` is that id), as the
+    last token; the in-process engine never appends it. A stop string (``stop_reason`` is the string)
+    ends on an ordinary token, which both engines keep.
+    """
+    ids = list(output.token_ids)
+    if output.finish_reason == "stop" and not isinstance(output.stop_reason, str) and ids:
+        ids.pop()
+    return ids
+
+
+def to_sample(output: Any, seed: int | None) -> Sample:
+    """A vLLM ``CompletionOutput`` as a `Sample`."""
+    reason = finish_reason(output)
+    if output.finish_reason not in ("stop", "length"):
+        log.warning("vLLM ended a sample with finish_reason=%r; reporting it as 'length'", output.finish_reason)
+    return Sample(output.text, sample_token_ids(output), reason, seed)
+
+
+def to_completions(
+    requests: Sequence[GenerationRequest], outputs: Sequence[Any], counts: Sequence[int]
+) -> list[Completion]:
+    """One Completion per conversation (``counts[c]`` samples each) from the ``RequestOutput`` of each request."""
+    if len(outputs) != len(requests):
+        raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(requests)} requests")
+    completions = [Completion([None] * n) for n in counts]  # type: ignore[list-item]
+    for request, output in zip(requests, outputs):
+        completions[request.conv].samples[request.sample] = to_sample(output.outputs[0], request.seed)
+    return completions
+
+
+def to_token_logprobs(request: ScoreRequest, output: Any) -> TokenLogprobs:
+    """The log-prob of each continuation token, read from ``RequestOutput.prompt_logprobs``.
+
+    ``prompt_logprobs[i]`` maps token ids to ``Logprob`` for prompt position ``i`` (``None`` at 0, which
+    has no context); the actual token is always among them.
+    """
+    positions = output.prompt_logprobs
+    target = request.target
+    logprobs = [float(positions[request.start + i][token].logprob) for i, token in enumerate(target)]
+    return TokenLogprobs(target, logprobs)
+
+
+# ------------------------------------------------------------------------------------------------ engine
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def import_vllm() -> Any:
+    """The vllm module, or a ConfigError with one line saying what to install."""
+    try:
+        import vllm
+    except ImportError as exc:
+        if exc.name == "vllm":
+            raise ConfigError(INSTALL_HINT) from exc
+        # vLLM is there but one of its own imports failed (often a CPU-only torch or a CUDA mismatch).
+        raise ConfigError(f"backend 'vllm': vLLM is installed but does not import: {_first_line(exc)}") from exc
+    return vllm
+
+
+def check_device(device: str) -> None:
+    """vLLM places the model itself, on the visible GPUs; a recipe cannot point it at one device."""
+    if device not in ("auto", "cuda"):
+        raise ConfigError(
+            f"engine.device: backend 'vllm' runs on the visible GPUs (choose them with CUDA_VISIBLE_DEVICES), "
+            f"got '{device}'; use 'auto' or 'cuda'"
+        )
+
+
+def llm_kwargs(path: str, settings: EngineSection, *, trust_remote_code: bool, seed: int) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.LLM`` for ``settings``.
+
+    sao's dtype names are vLLM's. Their 'auto' differ slightly: vLLM takes the checkpoint's dtype and
+    downcasts float32 checkpoints to the GPU's preferred half type (bf16 where supported), sao picks bf16
+    where native, else float32. ``seed`` only seeds vLLM's global RNG; every sampled request has its own.
+    """
+    opts = settings.vllm
+    kwargs: dict[str, Any] = {
+        "model": path,
+        "dtype": settings.dtype,
+        "trust_remote_code": trust_remote_code,
+        "seed": seed,
+        "tensor_parallel_size": opts.tensor_parallel_size,
+        "gpu_memory_utilization": opts.gpu_memory_utilization,
+        "enable_prefix_caching": opts.enable_prefix_caching,
+        "enforce_eager": opts.enforce_eager,
+    }
+    if opts.max_model_len is not None:  # unset: vLLM takes the model's own context length
+        kwargs["max_model_len"] = opts.max_model_len
+    return kwargs
+
+
+def load_tokenizer(spec: str, path: str, *, trust_remote_code: bool) -> Any:
+    """The HF tokenizer that `encode_prompts` uses, the same one the in-process engine and training load."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load the tokenizer of model '{spec}': {_first_line(exc)}") from exc
+
+
+class VLLMEngine:
+    """Generation and scoring with an offline ``vllm.LLM``.
+
+    GPU memory: vLLM reserves ``gpu_memory_utilization`` of each GPU for weights and KV cache as soon as
+    it starts, so a run that also trains on the same GPUs works in phases: generate (and judge/score),
+    then `close` the engine, which ends vLLM's workers and hands the memory back, then train; the next
+    round starts a fresh engine on the new weights (`sao.engine.lazy.LazyEngine.release` calls `close`).
+    vLLM also offers ``LLM.sleep(level=1)`` / ``wake_up()`` (weights to CPU RAM, KV cache dropped; it needs
+    ``enable_sleep_mode=True`` at start), which saves the restart when the same weights are needed again.
+
+    Args:
+        llm: a started ``vllm.LLM``.
+        tokenizer: the model's HF tokenizer, for sao's chat template.
+        progress: show vLLM's progress bar.
+    """
+
+    def __init__(self, llm: Any, tokenizer: Any, *, progress: bool = True):
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.progress = progress
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: str,
+        settings: EngineSection,
+        *,
+        trust_remote_code: bool = False,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> VLLMEngine:
+        """Start vLLM on ``spec`` (alias, directory or hub id) with the recipe's ``engine`` settings."""
+        vllm = import_vllm()
+        check_device(settings.device)
+        path = resolve_model_path(spec)
+        tokenizer = load_tokenizer(spec, path, trust_remote_code=trust_remote_code)
+        llm = vllm.LLM(**llm_kwargs(path, settings, trust_remote_code=trust_remote_code, seed=seed))
+        return cls(llm, tokenizer, progress=progress)
+
+    def generate(
+        self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+    ) -> list[Completion]:
+        """Sample ``n`` continuations per conversation; returns one Completion each, in order."""
+        params = per_request(sampling, len(conversations))
+        requests = generation_requests(self.tokenizer, conversations, params)
+        started = time.perf_counter()
+        outputs = self._run([r.prompt_token_ids for r in requests], [r.sampling for r in requests])
+        completions = to_completions(requests, outputs, [p.n for p in params])
+        tokens = sum(s.num_tokens for c in completions for s in c.samples)
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        log.debug(
+            "generated %d tokens for %d sequences in %.1fs (%.0f tok/s)",
+            tokens,
+            len(requests),
+            elapsed,
+            tokens / elapsed,
+        )
+        return completions
+
+    def score(self, conversations: Sequence[Conversation], continuations: Sequence[str]) -> list[TokenLogprobs]:
+        """Log-prob of each continuation token, as the assistant's reply to its conversation."""
+        requests = score_requests(self.tokenizer, conversations, continuations)
+        outputs = self._run([r.prompt_token_ids for r in requests], [SCORE_SAMPLING] * len(requests))
+        return [to_token_logprobs(r, o) for r, o in zip(requests, outputs)]
+
+    def _run(self, prompts: list[list[int]], sampling: list[dict[str, Any]]) -> list[Any]:
+        if self.llm is None:
+            raise RuntimeError("VLLMEngine: used after close()")
+        if not prompts:  # vLLM rejects an empty batch
+            return []
+        from vllm import SamplingParams as VLLMSamplingParams
+
+        return self.llm.generate(
+            [{"prompt_token_ids": p} for p in prompts],
+            [VLLMSamplingParams(**kwargs) for kwargs in sampling],
+            use_tqdm=self.progress,
+        )
+
+    def close(self) -> None:
+        """Stop vLLM and free its GPU memory for training; the engine cannot be used afterwards.
+
+        Dropping the ``LLM`` is not enough: its engine core runs in a child process (and its tensor
+        parallel workers in more), which hold the weights and KV cache until they are shut down.
+        """
+        llm, self.llm = self.llm, None
+        if llm is None:
+            return
+        engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if engine_core is not None and hasattr(engine_core, "shutdown"):
+            engine_core.shutdown()
+        del llm, engine_core
+        try:
+            from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+        except ImportError:  # moved or renamed in a later vLLM: the gc and cache release below still run
+            pass
+        else:
+            cleanup_dist_env_and_memory()
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

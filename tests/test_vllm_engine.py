@@ -1,0 +1,334 @@
+"""The vLLM engine without vLLM: request building, output mapping and the missing-vLLM error.
+
+vLLM's outputs are stood in for by SimpleNamespace objects shaped like its RequestOutput,
+CompletionOutput and Logprob. The last test runs the real engine and only runs where vLLM
+and a GPU are present.
+"""
+
+import builtins
+import importlib.util
+import sys
+import types
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from conftest import ask, save_with_tokenizer
+from sao.engine import SamplingParams, derive_seed
+from sao.engine.chat_template import encode_prompts
+from sao.engine.config import EngineSection
+from sao.engine.transformers_engine import TransformersEngine
+from sao.engine.vllm_engine import (
+    INSTALL_HINT,
+    SCORE_SAMPLING,
+    GenerationRequest,
+    ScoreRequest,
+    VLLMEngine,
+    check_device,
+    generation_requests,
+    import_vllm,
+    llm_kwargs,
+    score_requests,
+    to_completions,
+    to_token_logprobs,
+)
+from sao.errors import ConfigError
+from sao.models import load_model
+
+PREFILL = [*ask("Name a colour."), {"role": "assistant", "content": "The colour is"}]
+CONVERSATIONS = [ask("hi"), ask("what is two plus two?"), PREFILL]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(smol_dir):
+    return AutoTokenizer.from_pretrained(smol_dir)
+
+
+# ---------------------------------------------------------------------------------------------- requests
+def test_each_sample_is_its_own_request_with_the_in_process_seed(tokenizer):
+    params = SamplingParams(n=3, temperature=0.8, top_p=0.9, max_new_tokens=20, stop=("\n\n", "User:"), seed=7)
+    requests = generation_requests(tokenizer, CONVERSATIONS[:2], params)
+    assert [(r.conv, r.sample) for r in requests] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    for r in requests:
+        assert r.seed == derive_seed(7, r.sample)
+        assert r.sampling == {
+            "n": 1,
+            "temperature": 0.8,
+            "top_p": 0.9,
+            "max_tokens": 20,
+            "stop": ["\n\n", "User:"],
+            "seed": r.seed,
+        }
+
+
+def test_greedy_requests_have_no_seed(tokenizer):
+    requests = generation_requests(tokenizer, CONVERSATIONS, SamplingParams(temperature=0, max_new_tokens=5, seed=3))
+    assert [r.seed for r in requests] == [None, None, None]
+    assert all(r.sampling["temperature"] == 0 and r.sampling["n"] == 1 for r in requests)
+
+
+def test_unseeded_samples_still_get_their_own_seed(tokenizer):
+    requests = generation_requests(tokenizer, [CONVERSATIONS[0]], SamplingParams(n=4, temperature=1.0))
+    seeds = [r.seed for r in requests]
+    assert None not in seeds and len(set(seeds)) == 4
+
+
+def test_per_request_params_and_prompt_ids(tokenizer):
+    params = [SamplingParams(n=2, seed=1), SamplingParams(temperature=0), SamplingParams(n=1, seed=2, stop=("x",))]
+    requests = generation_requests(tokenizer, CONVERSATIONS, params)
+    assert [(r.conv, r.sample) for r in requests] == [(0, 0), (0, 1), (1, 0), (2, 0)]
+    assert [r.sampling["stop"] for r in requests] == [[], [], [], ["x"]]
+    prompts = encode_prompts(tokenizer, CONVERSATIONS)
+    assert [r.prompt_token_ids for r in requests] == [prompts[0], prompts[0], prompts[1], prompts[2]]
+    # The prefill continues the assistant message rather than opening a new turn.
+    assert tokenizer.decode(prompts[2]).endswith("The colour is")
+    with pytest.raises(ConfigError, match="2 SamplingParams for 3"):
+        generation_requests(tokenizer, CONVERSATIONS, params[:2])
+
+
+def test_score_requests_append_the_continuation_tokenized_on_its_own(tokenizer):
+    conts = ["Hello there!", " 4"]
+    requests = score_requests(tokenizer, CONVERSATIONS[:2], conts)
+    for request, prompt, cont in zip(requests, encode_prompts(tokenizer, CONVERSATIONS[:2]), conts):
+        target = tokenizer(cont, add_special_tokens=False)["input_ids"]
+        assert request.prompt_token_ids == prompt + target
+        assert request.start == len(prompt) and request.target == target
+    with pytest.raises(ValueError, match="2 conversations but 1"):
+        score_requests(tokenizer, CONVERSATIONS[:2], conts[:1])
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+def completion_output(token_ids, finish_reason, stop_reason=None, text="t"):
+    return SimpleNamespace(
+        index=0, text=text, token_ids=token_ids, finish_reason=finish_reason, stop_reason=stop_reason
+    )
+
+
+def request_output(*completion_outputs, prompt_logprobs=None):
+    return SimpleNamespace(prompt_logprobs=prompt_logprobs, outputs=list(completion_outputs))
+
+
+def request(conv, sample, seed=None):
+    return GenerationRequest(conv, sample, [1, 2], {"seed": seed})
+
+
+def test_outputs_land_in_their_conversation_and_sample_slot():
+    requests = [request(1, 0, 10), request(0, 1, 11), request(0, 0, 12)]
+    outputs = [request_output(completion_output([i], "length", text=f"r{i}")) for i in range(3)]
+    completions = to_completions(requests, outputs, counts=[2, 1])
+    assert [[s.text for s in c.samples] for c in completions] == [["r2", "r1"], ["r0"]]
+    assert [[s.seed for s in c.samples] for c in completions] == [[12, 11], [10]]
+    with pytest.raises(RuntimeError, match="2 outputs for 3 requests"):
+        to_completions(requests, outputs[:2], counts=[2, 1])
+
+
+@pytest.mark.parametrize(
+    ("finish", "stop_reason", "want_ids", "want_reason"),
+    [
+        ("stop", None, [5, 6], "stop"),  # EOS: vLLM keeps it, sao drops it
+        ("stop", 7, [5, 6], "stop"),  # an extra EOS id from generation_config
+        ("stop", "\n\n", [5, 6, 7], "stop"),  # stop string: the token that completed it stays
+        ("length", None, [5, 6, 7], "length"),
+        ("abort", None, [5, 6, 7], "length"),  # did not end on its own: cut off
+    ],
+)
+def test_finish_reasons_and_trailing_eos(finish, stop_reason, want_ids, want_reason):
+    out = request_output(completion_output([5, 6, 7], finish, stop_reason, text="five six"))
+    sample = to_completions([request(0, 0, 3)], [out], counts=[1])[0].samples[0]
+    assert (sample.token_ids, sample.finish_reason, sample.text, sample.seed) == (want_ids, want_reason, "five six", 3)
+
+
+def logprob(value):
+    return SimpleNamespace(logprob=value, rank=1, decoded_token=None)
+
+
+def test_score_reads_the_actual_token_at_each_continuation_position():
+    # Prompt [10, 11, 12], continuation [20, 21]; other ids are decoys that must not be read.
+    req = ScoreRequest([10, 11, 12, 20, 21], start=3)
+    positions = [
+        None,
+        {11: logprob(-1.0), 99: logprob(-0.1)},
+        {12: logprob(-2.0)},
+        {20: logprob(-3.0), 21: logprob(-0.2)},
+        {99: logprob(-0.3), 21: logprob(-4.0)},
+    ]
+    scored = to_token_logprobs(req, request_output(completion_output([0], "length"), prompt_logprobs=positions))
+    assert scored.token_ids == [20, 21]
+    assert scored.logprobs == [-3.0, -4.0]
+    empty = to_token_logprobs(ScoreRequest([10, 11], start=2), request_output(prompt_logprobs=positions[:2]))
+    assert (empty.token_ids, empty.logprobs) == ([], [])
+
+
+# ------------------------------------------------------------------------------------------------ engine
+def test_llm_kwargs_follow_the_recipe():
+    settings = EngineSection.model_validate(
+        {"backend": "vllm", "dtype": "bfloat16", "vllm": {"tensor_parallel_size": 2, "max_model_len": 4096}}
+    )
+    kwargs = llm_kwargs("/m", settings, trust_remote_code=True, seed=5)
+    assert kwargs == {
+        "model": "/m",
+        "dtype": "bfloat16",
+        "trust_remote_code": True,
+        "seed": 5,
+        "tensor_parallel_size": 2,
+        "gpu_memory_utilization": 0.85,
+        "enable_prefix_caching": True,
+        "enforce_eager": False,
+        "max_model_len": 4096,
+    }
+    defaults = llm_kwargs("/m", EngineSection(), trust_remote_code=False, seed=0)
+    assert defaults["dtype"] == "auto" and "max_model_len" not in defaults
+
+
+def test_device_must_be_left_to_vllm():
+    check_device("auto")
+    check_device("cuda")
+    with pytest.raises(ConfigError, match="CUDA_VISIBLE_DEVICES"):
+        check_device("cpu")
+
+
+def test_missing_vllm_is_one_clear_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` fail even where it is installed
+    with pytest.raises(ConfigError) as info:
+        import_vllm()
+    assert str(info.value) == INSTALL_HINT
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="needs vLLM and a GPU"):
+        VLLMEngine.from_spec("smollm2-135m", EngineSection(backend="vllm"))
+
+
+def test_broken_vllm_install_names_the_cause(monkeypatch):
+    real_import = builtins.__import__
+
+    def failing(name, *args, **kwargs):
+        if name == "vllm":
+            raise ImportError("libcudart.so.12: cannot open shared object file\nmore detail", name="vllm._C")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", failing)
+    with pytest.raises(ConfigError) as info:
+        import_vllm()
+    cause = "libcudart.so.12: cannot open shared object file"
+    assert str(info.value) == f"backend 'vllm': vLLM is installed but does not import: {cause}"
+
+
+class FakeLLM:
+    """Answers like vllm.LLM.generate: one RequestOutput per prompt, in order."""
+
+    def __init__(self):
+        self.calls = []
+        self.llm_engine = SimpleNamespace(engine_core=SimpleNamespace(shutdown=self.shutdown))
+        self.shut_down = False
+
+    def shutdown(self):
+        self.shut_down = True
+
+    def generate(self, prompts, sampling_params, use_tqdm):
+        self.calls.append((prompts, sampling_params))
+        outputs = []
+        for prompt in prompts:
+            ids = prompt["prompt_token_ids"]
+            positions = [None] + [{t: logprob(-float(i))} for i, t in enumerate(ids[1:], 1)]
+            outputs.append(request_output(completion_output([ids[-1], 0], "stop"), prompt_logprobs=positions))
+        return outputs
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    """A stand-in vllm module whose SamplingParams keeps its keywords."""
+    module = types.ModuleType("vllm")
+    module.SamplingParams = lambda **kwargs: kwargs
+    monkeypatch.setitem(sys.modules, "vllm", module)
+
+
+def test_engine_feeds_token_ids_and_maps_back(tokenizer, fake_vllm):
+    llm = FakeLLM()
+    engine = VLLMEngine(llm, tokenizer, progress=False)
+    out = engine.generate(CONVERSATIONS[:2], SamplingParams(n=2, seed=1, max_new_tokens=4))
+    prompts, params = llm.calls[0]
+    assert prompts == [{"prompt_token_ids": p} for p in encode_prompts(tokenizer, CONVERSATIONS[:2]) for _ in range(2)]
+    assert [p["seed"] for p in params] == [derive_seed(1, 0), derive_seed(1, 1)] * 2
+    # FakeLLM echoes the prompt's last token, then an EOS that the mapping drops.
+    last = [p["prompt_token_ids"][-1] for p in prompts[::2]]
+    assert [[s.token_ids for s in c.samples] for c in out] == [[[last[0]]] * 2, [[last[1]]] * 2]
+
+    scored = engine.score(CONVERSATIONS[:1], ["Hi!"])[0]
+    prompts, params = llm.calls[1]
+    start = len(encode_prompts(tokenizer, CONVERSATIONS[:1])[0])
+    assert params == [SCORE_SAMPLING]
+    assert scored.token_ids == prompts[0]["prompt_token_ids"][start:]
+    assert scored.logprobs == [-float(i) for i in range(start, len(prompts[0]["prompt_token_ids"]))]
+
+    assert engine.generate([], SamplingParams()) == []
+    engine.close()
+    engine.close()  # a second close is a no-op
+    assert llm.shut_down
+    with pytest.raises(RuntimeError, match="after close"):
+        engine.generate(CONVERSATIONS[:1], SamplingParams())
+
+
+# -------------------------------------------------------------------------------------------- real vLLM
+needs_vllm_gpu = pytest.mark.skipif(
+    not torch.cuda.is_available() or importlib.util.find_spec("vllm") is None, reason="needs vLLM and a CUDA GPU"
+)
+
+
+@pytest.fixture(scope="module")
+def wide_tiny_dir(tmp_path_factory, smol_dir) -> Path:
+    """A random 2-layer Llama with SmolLM2's tokenizer and 64-wide heads.
+
+    The conftest tiny model has 16-wide heads, below what vLLM's float32 attention (Triton) takes.
+    """
+    tok = AutoTokenizer.from_pretrained(smol_dir)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    return save_with_tokenizer(LlamaForCausalLM(config), tok, tmp_path_factory.mktemp("wide-tiny"))
+
+
+@needs_vllm_gpu
+def test_real_vllm_matches_the_in_process_engine(wide_tiny_dir):
+    # float32 on both sides: bf16 rounding would flip near-tied greedy choices of a random model.
+    reference = TransformersEngine(load_model(str(wide_tiny_dir), dtype="float32"), progress=False)
+    settings = EngineSection.model_validate(
+        {
+            "backend": "vllm",
+            "dtype": "float32",
+            "vllm": {"gpu_memory_utilization": 0.3, "max_model_len": 512, "enforce_eager": True},
+        }
+    )
+    engine = VLLMEngine.from_spec(str(wide_tiny_dir), settings, progress=False)
+    try:
+        greedy = SamplingParams(temperature=0, max_new_tokens=12)
+        ours, ref = engine.generate(CONVERSATIONS, greedy), reference.generate(CONVERSATIONS, greedy)
+        for got, want in zip(ours, ref):
+            assert got.samples[0].token_ids == want.samples[0].token_ids
+            assert got.samples[0].finish_reason == want.samples[0].finish_reason
+
+        conts = ["Paris is the capital.", "4", "a b c d e f g"]
+        for got, want in zip(engine.score(CONVERSATIONS, conts), reference.score(CONVERSATIONS, conts)):
+            assert got.token_ids == want.token_ids
+            assert got.logprobs == pytest.approx(want.logprobs, abs=2e-3)
+
+        # A seeded sample comes out the same alone as in a batch of other requests.
+        sampled = SamplingParams(n=2, temperature=1.0, max_new_tokens=10, seed=42)
+        alone = engine.generate([CONVERSATIONS[1]], sampled)[0].samples
+        batched = engine.generate(CONVERSATIONS, sampled)[1].samples
+        assert [s.token_ids for s in alone] == [s.token_ids for s in batched]
+        assert [s.seed for s in alone] == [derive_seed(42, 0), derive_seed(42, 1)]
+    finally:
+        engine.close()
