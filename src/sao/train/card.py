@@ -26,6 +26,11 @@ def metrics_table(stats: dict[str, Any]) -> list[str]:
     return lines
 
 
+def global_batch(config: TrainConfig, stats: dict[str, Any]) -> int:
+    """Pairs per optimiser step: per-device batch x accumulation x processes (accelerate launch)."""
+    return config.batch_size * config.gradient_accumulation_steps * stats.get("processes", 1)
+
+
 def card_text(
     *, base_model: str, config: TrainConfig, pairs_file: Path, rows: list[dict[str, Any]], stats: dict[str, Any]
 ) -> str:
@@ -57,7 +62,8 @@ def card_text(
         "",
         *metrics_table(stats),
         "",
-        f"Steps: {stats.get('steps')}; training time {stats.get('train_seconds')} s; "
+        f"Steps: {stats.get('steps')} (global batch {global_batch(config, stats)} pairs over "
+        f"{stats.get('processes', 1)} process(es)); training time {stats.get('train_seconds')} s; "
         f"{stats.get('tokens_per_second')} tokens/s; peak RSS {stats.get('peak_rss_mb')} MiB.",
         "",
         "![training curves](training.png)",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sao.errors import InputError
+from sao.errors import ConfigError, InputError
 from sao.jsonl import read_jsonl
 from sao.store import RunStore
 from sao.train.config import TrainConfig
@@ -31,6 +31,7 @@ class TrainResult:
     model_dir: Path
     metrics: dict[str, Any]
     store: RunStore
+    is_main: bool = True  # False on the other ranks of a multi-process run: they return no metrics
 
 
 def resolve_pairs_file(path: str | Path) -> Path:
@@ -111,7 +112,9 @@ def summarise(history: list[dict[str, Any]], tokens: int, epochs: float) -> dict
 def _save_model(trainer: Any, config: TrainConfig, model_dir: Path, is_main: bool) -> None:
     """Write a plain HF model (LoRA merged) + tokenizer to ``model_dir`` via a temp dir and a rename."""
     tmp = model_dir.with_name(model_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if is_main:
+        # Only the main process: another rank clearing it could delete files the main one is writing.
+        shutil.rmtree(tmp, ignore_errors=True)
     if config.lora.enabled:
         adapter = model_dir.with_name(model_dir.name + "-adapter")
         trainer.save_model(str(adapter))  # the adapter alone, for users who want it
@@ -146,13 +149,12 @@ def run_train(
     receives the trained model, its tokenizer and a model card. A finished run is not redone.
     """
     import datasets
-    from accelerate import PartialState
 
     from sao.models import load_model, model_info, pick_device, pick_dtype
     from sao.train.card import write_card
     from sao.train.curves import plot_curves
     from sao.train.tokenize import preference_examples, sft_examples
-    from sao.train.trainers import build_trainer, training_arguments
+    from sao.train.trainers import build_trainer, launched_world_size, training_arguments
 
     out_dir = Path(out_dir)
     model_dir = Path(model_dir) if model_dir else out_dir / "model"
@@ -160,24 +162,30 @@ def run_train(
     rows = load_rows(pairs_file)
     run_config = {"train": config.model_dump(), "pairs": str(pairs_file), "pairs_digest": _digest(pairs_file)}
     info = model_info(model)
-    # Under `accelerate launch` every process runs this function. Only the main one writes
-    # the run directory; the others read its manifest once it has been written.
-    state = PartialState()
-    with state.main_process_first():
-        if state.is_main_process:
-            store = RunStore.open(out_dir, run_config, info, force=force)
-        else:
-            store = RunStore.load(out_dir)
-    if store.is_done(STAGE) and (model_dir / "config.json").is_file():
-        log.info("train: done already (%s)", model_dir)
-        return TrainResult(model_dir, store.manifest.stages[STAGE].stats, store)
-
-    started = time.perf_counter()
     # Resolved for the device that trains (a GPU when there is one), though the model loads on the CPU
     # and the trainer moves it.
     dtype = str(pick_dtype(config.dtype, pick_device("auto"))).removeprefix("torch.")
     # The trainer's config comes first: under DeepSpeed ZeRO-3 the model must be loaded after it.
+    # It also sets up the process group, so it must come before any question of who is the main
+    # process: a bare `accelerate.PartialState()` asked earlier saw no group on CPUs, and every
+    # rank opened the run directory as the main one (a race on manifest.json).
     args = training_arguments(config, out_dir / "checkpoints", bf16=dtype == "bfloat16", progress=progress)
+    launched = launched_world_size()
+    if args.world_size != launched:
+        raise ConfigError(
+            f"{launched} processes were launched but they formed a group of {args.world_size}; "
+            "each would train alone and overwrite the others' output"
+        )
+    # Under `accelerate launch` every process runs this function. Only the main one writes
+    # the run directory; the others read its manifest once it has been written.
+    is_main = args.process_index == 0
+    with args.main_process_first(local=False, desc="opening the run directory"):
+        store = RunStore.open(out_dir, run_config, info, force=force) if is_main else RunStore.load(out_dir)
+    if store.is_done(STAGE) and (model_dir / "config.json").is_file():
+        log.info("train: done already (%s)", model_dir)
+        return TrainResult(model_dir, store.manifest.stages[STAGE].stats, store, is_main)
+
+    started = time.perf_counter()
     loaded = load_model(model, device="cpu", dtype=dtype, trust_remote_code=trust_remote_code)
     build = sft_examples if config.method == "sft" else preference_examples
     tokenized = build(loaded.tokenizer, rows, config.max_length)
@@ -190,9 +198,9 @@ def run_train(
     if last:
         log.info("train: resuming from %s", last)
     trainer.train(resume_from_checkpoint=str(last) if last else None)
-    _save_model(trainer, config, model_dir, state.is_main_process)
-    if not state.is_main_process:
-        return TrainResult(model_dir, {}, store)
+    _save_model(trainer, config, model_dir, is_main)
+    if not is_main:
+        return TrainResult(model_dir, {}, store, is_main=False)
 
     history = trainer.state.log_history
     with (out_dir / "history.jsonl").open("w") as f:
@@ -204,6 +212,7 @@ def run_train(
         "tokens_per_epoch": tokenized.tokens,
         **summarise(history, tokenized.tokens, config.epochs),
         "resumed_from": last.name if last else None,
+        "processes": args.world_size,
         "seconds": round(time.perf_counter() - started, 1),
         "peak_rss_mb": peak_rss_mb(),
     }

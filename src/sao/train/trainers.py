@@ -75,6 +75,17 @@ def _trainer_classes() -> dict[str, type]:
     return {"simpo": SimPOTrainer, "dpo": PreferenceTrainer, "sft": FiniteSFTTrainer}
 
 
+def launched_world_size() -> int:
+    """Processes started by ``accelerate launch`` / ``torchrun`` / ``mpirun`` (1 when run directly).
+
+    The variables accelerate reads, in its order: torchrun's, then those of the MPI launchers.
+    """
+    for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
+        if os.environ.get(name):
+            return int(os.environ[name])
+    return 1
+
+
 def training_arguments(config: TrainConfig, out_dir: Path, *, bf16: bool, progress: bool) -> Any:
     """The TRL config object for ``config.method`` (a ``transformers.TrainingArguments`` subclass)."""
     common = dict(
@@ -103,6 +114,12 @@ def training_arguments(config: TrainConfig, out_dir: Path, *, bf16: bool, progre
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=not progress,
         max_length=config.max_length,
+        # Several processes on a machine without CUDA (`accelerate launch --multi_gpu` or torchrun
+        # on CPUs): transformers forms the CPU (gloo) process group only with use_cpu. Without it
+        # each rank set itself up as a lone process, trained on all the pairs and raced the others
+        # writing the output directory. `accelerate launch --cpu` cannot start more than one
+        # process without mpirun, so this is the way to data-parallel training on CPUs.
+        use_cpu=launched_world_size() > 1 and not torch.cuda.is_available(),
     )
     if config.method == "simpo":
         from trl.experimental.cpo import CPOConfig
