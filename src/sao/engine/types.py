@@ -1,7 +1,7 @@
 """The backend-neutral engine interface, in the spirit of vLLM's ``LLM.generate`` + ``SamplingParams``.
 
-Every backend (transformers in-process today; vLLM, OpenAI-compatible HTTP and Ray later)
-implements `Engine`: ``generate`` for sampling and ``score`` for token log-probs.
+Every backend (transformers in-process, vLLM, OpenAI-compatible HTTP, and Ray actors running
+any of them) implements `Engine`: ``generate`` for sampling and ``score`` for token log-probs.
 """
 
 from __future__ import annotations
