@@ -1,19 +1,26 @@
-"""Generation throughput of the transformers engine against plain ``model.generate``.
+"""Generation throughput of sao's engines against plain ``model.generate``, in one run.
 
-All three methods run in one process, on the same prompts and token budget, with the
-same model and dtype:
+Every method runs in one process, on the same prompts and token budget:
 
-- ``engine``: `TransformersEngine.generate` with its batch size;
+- ``llamacpp``: `LlamaCppEngine.generate` on the embedded model's own GGUF (Q4_1), with
+  continuous refill of finished rows (extra ``sao[llamacpp]``);
+- ``engine``: `TransformersEngine.generate` (float32 here), rows released as they finish;
 - ``batched_generate``: ``model.generate`` on left-padded batches of the same size and order;
-- ``naive_loop``: ``model.generate`` on one prompt at a time.
+- ``naive_loop``: ``model.generate`` on one prompt at a time (greedy, run once: the slow baseline);
+- ``*_single``: the two engines with batch size 1, over the first ``--single-prompts``
+  prompts: the single-stream rate.
 
 The budget defaults to 256 new tokens, the generate stage's default: answers then end at
-their own EOS at different lengths, as SAO's sampled responses do, which is where the
-engine's early release of finished rows counts. Tokens counted are those before the
-first EOS (pad tokens that ``generate`` keeps producing for finished rows do not count).
-Greedy decoding is the headline, so every method should produce the same text and token
-count; a sampled run (temperature 0.7, top-p 0.95) of engine and batched generate follows.
-Times are medians of ``--reps`` runs, interleaved across methods (the naive loop runs once: it is the slow baseline).
+their own EOS at different lengths, as SAO's sampled responses do. Tokens counted are those
+before the first EOS (pad tokens that ``generate`` keeps producing for finished rows do not
+count). Greedy runs check correctness: the transformers engine, batched and naive generate
+should give identical text; llama.cpp runs the quantised weights with 8-bit activations, so
+its greedy text is compared by common-prefix length. Sampled runs use temperature 0.7,
+top-p 0.95. Times are medians of ``--reps`` runs, interleaved across methods.
+
+Headline fields: ``speedup_vs_batched_generate`` and ``speedup_vs_naive_loop`` are the
+fastest engine's sampled rate at the full batch over sampled batched ``generate`` and over
+the naive loop.
 
 Usage: python benchmarks/generate_throughput.py [--prompts 32 --max-new-tokens 256 --batch-size 32]
 """
@@ -23,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import torch
 
@@ -31,6 +39,8 @@ from report import machine_info, machine_line, median_time, write_result  # noqa
 from sao.engine import SamplingParams  # noqa: E402
 from sao.engine.batching import left_pad  # noqa: E402
 from sao.engine.chat_template import encode_prompts  # noqa: E402
+from sao.engine.config import EngineSection  # noqa: E402
+from sao.engine.factory import build_engine  # noqa: E402
 from sao.engine.transformers_engine import TransformersEngine  # noqa: E402
 from sao.models import load_model  # noqa: E402
 
@@ -86,10 +96,20 @@ def hf_generate(
     return outputs
 
 
+def median_rate(measured: list[tuple[float, int, float]]) -> tuple[float, int, float]:
+    """The run with the median rate: (tok/s, tokens, seconds)."""
+    return sorted(measured)[(len(measured) - 1) // 2]
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--single-prompts", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--reps", type=int, default=3)
@@ -100,31 +120,49 @@ def main() -> None:
 
     loaded = load_model(args.model, dtype=args.dtype)
     engine = TransformersEngine(loaded, max_batch_size=args.batch_size, progress=False)
+    single = TransformersEngine(loaded, max_batch_size=1, progress=False)
+    llama_settings = {"backend": "llamacpp", "llamacpp": {"n_threads": args.threads}}
+    llama = build_engine(args.model, EngineSection.model_validate(llama_settings | {"batch_size": args.batch_size}))
+    llama_single = build_engine(args.model, EngineSection.model_validate(llama_settings | {"batch_size": 1}))
+    for e in (llama, llama_single):
+        e.progress = False
     convs = make_prompts(args.prompts)
     encoded = encode_prompts(engine.tokenizer, convs)
     # Longest first, as the engine's buckets do, so batched generate sees the same batches.
     order = sorted(range(len(convs)), key=lambda i: -len(encoded[i]))
     prompts, convs_sorted = [encoded[i] for i in order], [convs[i] for i in order]
+    singles = convs_sorted[: args.single_prompts]
     max_new = args.max_new_tokens
     greedy = SamplingParams(temperature=0, max_new_tokens=max_new)
     sampled = SamplingParams(temperature=0.7, top_p=0.95, max_new_tokens=max_new, seed=0)
 
+    def run(e, conversations, params: SamplingParams) -> list[list[int]]:
+        return [c.samples[0].token_ids for c in e.generate(conversations, params)]
+
     with torch.inference_mode():
-        engine.generate(convs_sorted[:2], greedy)  # warm-up: first calls allocate and tune kernels
+        for e in (engine, llama):  # warm-up: first calls allocate and tune kernels
+            e.generate(convs_sorted[:2], SamplingParams(temperature=0, max_new_tokens=8))
         hf_generate(engine, prompts[:2], 2, 8, sample=False)
 
-        def run_engine(params: SamplingParams) -> list[list[int]]:
-            return [c.samples[0].token_ids for c in engine.generate(convs_sorted, params)]
-
+        # name: (function, repetitions, decoding)
         methods = {
-            "engine": (lambda: run_engine(greedy), args.reps),
-            "batched_generate": (lambda: hf_generate(engine, prompts, args.batch_size, max_new, False), args.reps),
-            "naive_loop": (lambda: hf_generate(engine, prompts, 1, max_new, False), 1),
-            "engine_sampled": (lambda: run_engine(sampled), args.reps),
+            "llamacpp": (lambda: run(llama, convs_sorted, greedy), args.reps, "greedy"),
+            "engine": (lambda: run(engine, convs_sorted, greedy), args.reps, "greedy"),
+            "batched_generate": (
+                lambda: hf_generate(engine, prompts, args.batch_size, max_new, False),
+                args.reps,
+                "greedy",
+            ),
+            "naive_loop": (lambda: hf_generate(engine, prompts, 1, max_new, False), 1, "greedy"),
+            "llamacpp_sampled": (lambda: run(llama, convs_sorted, sampled), args.reps, "sampled"),
+            "engine_sampled": (lambda: run(engine, convs_sorted, sampled), args.reps, "sampled"),
             "batched_generate_sampled": (
                 lambda: hf_generate(engine, prompts, args.batch_size, max_new, True),
                 args.reps,
+                "sampled",
             ),
+            "llamacpp_single": (lambda: run(llama_single, singles, sampled), args.reps, "sampled, batch 1"),
+            "engine_single": (lambda: run(single, singles, sampled), args.reps, "sampled, batch 1"),
         }
         # Interleave the repetitions (A B C A B C ...) so that a slow spell of this shared
         # machine hits every method alike rather than one method's block of runs.
@@ -133,46 +171,55 @@ def main() -> None:
         runs: dict[str, list[tuple[float, int, float]]] = {name: [] for name in methods}
         outputs: dict[str, list[list[int]]] = {}
         for rep in range(args.reps):
-            for name, (fn, reps) in methods.items():
+            for name, (fn, reps, _) in methods.items():
                 if rep < reps:
                     seconds, outputs[name] = median_time(fn, 1)
                     count = sum(len(t) for t in outputs[name])
                     runs[name].append((count / seconds, count, seconds))
                     print(f"rep {rep} {name:26s} {count:6d} tok {seconds:7.2f} s", flush=True)
-        rows = {}
-        for name, measured in runs.items():
-            rate, count, seconds = sorted(measured)[(len(measured) - 1) // 2]
-            rows[name] = {
-                "seconds": round(seconds, 3),
-                "tokens": count,
-                "tok_s": round(rate, 1),
-                "reps": len(measured),
-                "outputs": outputs[name],
-            }
-            print(f"{name:26s} {count:6d} tok  {seconds:7.2f} s  {count / seconds:8.1f} tok/s", flush=True)
+    llama.close()
+    llama_single.close()
 
+    rows = {}
+    for name, measured in runs.items():
+        rate, count, seconds = median_rate(measured)
+        rows[name] = {"seconds": round(seconds, 3), "tokens": count, "tok_s": round(rate, 1), "reps": len(measured)}
     same_text = sum(
-        a == b == c
-        for a, b, c in zip(
-            rows["engine"]["outputs"], rows["batched_generate"]["outputs"], rows["naive_loop"]["outputs"]
-        )
+        a == b == c for a, b, c in zip(outputs["engine"], outputs["batched_generate"], outputs["naive_loop"])
     )
-    for row in rows.values():
-        del row["outputs"]
+    prefixes = sorted(common_prefix(a, b) for a, b in zip(outputs["llamacpp"], outputs["engine"]))
+    llama_identical = sum(a == b for a, b in zip(outputs["llamacpp"], outputs["engine"]))
+    best = max(("llamacpp_sampled", "engine_sampled"), key=lambda n: rows[n]["tok_s"])
+
+    def ratio(a: str, b: str) -> float:
+        return round(rows[a]["tok_s"] / rows[b]["tok_s"], 2)
+
     info = machine_info(args.threads)
     result = {
         "benchmark": "generate_throughput",
-        "speedup_vs_naive_loop": round(rows["engine"]["tok_s"] / rows["naive_loop"]["tok_s"], 2),
-        "speedup_vs_batched_generate": round(rows["engine"]["tok_s"] / rows["batched_generate"]["tok_s"], 2),
-        "speedup_sampled_vs_batched_generate_sampled": round(
-            rows["engine_sampled"]["tok_s"] / rows["batched_generate_sampled"]["tok_s"], 2
-        ),
-        "greedy_outputs_identical": f"{same_text}/{len(prompts)}",
+        "fastest_engine": best.removesuffix("_sampled"),
+        "sampled_tok_s": rows[best]["tok_s"],
+        "speedup_vs_batched_generate": ratio(best, "batched_generate_sampled"),
+        "speedup_vs_naive_loop": ratio(best, "naive_loop"),
+        "single_stream_tok_s": rows["llamacpp_single"]["tok_s"],
+        "speedup_single_stream_llamacpp_vs_transformers_engine": ratio("llamacpp_single", "engine_single"),
+        "speedup_transformers_engine_vs_batched_generate": {
+            "greedy": ratio("engine", "batched_generate"),
+            "sampled": ratio("engine_sampled", "batched_generate_sampled"),
+        },
+        "greedy_outputs_identical_engine_batched_naive": f"{same_text}/{len(prompts)}",
+        "greedy_llamacpp_vs_engine": {
+            "identical": f"{llama_identical}/{len(prompts)}",
+            "median_common_prefix_tokens": prefixes[len(prefixes) // 2],
+            "min_common_prefix_tokens": prefixes[0],
+        },
         "machine": info,
         "config": {
             "model": args.model,
             "dtype": str(loaded.model.dtype).removeprefix("torch."),
+            "llamacpp_weights": Path(llama.model_path).name,
             "prompts": args.prompts,
+            "single_stream_prompts": args.single_prompts,
             "max_new_tokens": max_new,
             "batch_size": args.batch_size,
         },
@@ -180,28 +227,31 @@ def main() -> None:
     }
     lines = [
         machine_line(info),
-        f"Model {args.model} ({result['config']['dtype']}), {args.prompts} prompts, "
-        f"max_new_tokens {max_new}, batch size {args.batch_size}; median of {args.reps} interleaved runs "
-        f"(naive loop: 1). Greedy outputs identical across the three methods: {same_text}/{len(prompts)} prompts.",
+        f"Model {args.model}: transformers in {result['config']['dtype']}, llama.cpp on "
+        f"{result['config']['llamacpp_weights']}. {args.prompts} prompts, max_new_tokens {max_new}, batch size "
+        f"{args.batch_size} (single-stream rows: batch 1, first {args.single_prompts} prompts); median of "
+        f"{args.reps} interleaved runs (naive loop: 1). Greedy text identical for transformers engine, batched and "
+        f"naive generate: {same_text}/{len(prompts)}; llama.cpp vs transformers engine: {llama_identical}/"
+        f"{len(prompts)} identical, median common prefix {prefixes[len(prefixes) // 2]} tokens.",
         "",
-        "| method | decoding | tokens | seconds | tok/s | engine speedup |",
-        "|---|---|---:|---:|---:|---:|",
+        "| method | decoding | tokens | seconds | tok/s | vs batched generate | vs naive loop |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for name, base in [
-        ("engine", None),
-        ("batched_generate", "engine"),
-        ("naive_loop", "engine"),
-        ("engine_sampled", None),
-        ("batched_generate_sampled", "engine_sampled"),
-    ]:
+    baseline = {"greedy": "batched_generate", "sampled": "batched_generate_sampled"}
+    for name, (_, _, mode) in methods.items():
         r = rows[name]
-        speed = f"{rows[base]['tok_s'] / r['tok_s']:.2f}x" if base else "1.00x (reference)"
-        mode = "sampled (T 0.7, top-p 0.95)" if name.endswith("sampled") else "greedy"
-        cells = [name.removesuffix("_sampled"), mode, r["tokens"], f"{r['seconds']:.2f}", f"{r['tok_s']:.1f}", speed]
+        vs_batched = f"{ratio(name, baseline[mode])}x" if mode in baseline else ""
+        cells = [name, mode, r["tokens"], f"{r['seconds']:.2f}", f"{r['tok_s']:.1f}", vs_batched]
+        cells.append(f"{ratio(name, 'naive_loop')}x")
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     path = write_result("generate_throughput", result, "\n".join(lines))
-    print(f"speedup vs naive loop {result['speedup_vs_naive_loop']}x, ", end="")
-    print(f"vs batched generate {result['speedup_vs_batched_generate']}x -> {path}")
+    print(
+        f"{best}: {rows[best]['tok_s']} tok/s sampled; {result['speedup_vs_batched_generate']}x batched generate, ",
+        end="",
+    )
+    print(
+        f"{result['speedup_vs_naive_loop']}x naive loop; single stream {result['single_stream_tok_s']} tok/s -> {path}"
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,19 @@ def machine_info(threads: int) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "threads": threads,
         "python": platform.python_version(),
-        "packages": {p: version(p) for p in ("sao", "torch", "transformers")},
+        "packages": installed_versions("sao", "torch", "transformers", "llama-cpp-python"),
     }
+
+
+def installed_versions(*packages: str) -> dict[str, str]:
+    """Versions of those ``packages`` that are installed (llama-cpp-python is an optional extra)."""
+    found = {}
+    for package in packages:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
 
 
 def median_time(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:

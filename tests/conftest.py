@@ -65,6 +65,26 @@ def ask(question: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": question}]
 
 
+# The fixed prompt set on which every engine's greedy output is compared with the transformers engine's.
+GREEDY_QUESTIONS = [
+    "Name three primary colours.",
+    "Write a haiku about the sea.",
+    "Explain photosynthesis in one sentence.",
+    "Give me a tip for learning Python.",
+    "What is the capital of France?",
+    "What is 12 times 12?",
+    "List two fruits that are red.",
+    "Why is the sky blue?",
+    "Suggest a name for a cat.",
+    "How do bees make honey?",
+]
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two sequences share."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
 @pytest.fixture(scope="session")
 def chatty_tiny_dir(tmp_path_factory: pytest.TempPathFactory, smol_dir: str) -> Path:
     """A tiny random model that ends its turns after ~18 tokens at temperature 0.7.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import signal
 import socket
@@ -15,14 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sao.embedded_models import DEFAULT_MODEL, EMBEDDED_MODELS
+from sao.models import gguf_location
 
 
 def embedded_gguf(alias: str = DEFAULT_MODEL) -> Path:
     """The GGUF file the embedded model is converted from: the very weights the in-process engine runs."""
-    embedded = EMBEDDED_MODELS[alias]
-    spec = importlib.util.find_spec(embedded.module)
-    assert spec is not None and spec.submodule_search_locations, f"{embedded.distribution} is not installed"
-    return Path(spec.submodule_search_locations[0]) / embedded.gguf_file
+    return gguf_location(EMBEDDED_MODELS[alias])
 
 
 def free_port() -> int:

@@ -6,6 +6,7 @@ import torch
 from conftest import ask
 from sao.engine import SamplingParams
 from sao.engine.chat_template import encode_prompt
+from sao.engine.scoring import group_requests
 from sao.errors import ConfigError, InputError
 
 PROMPTS = [ask("hi"), ask("a much longer question about several different things " * 3), ask("what is two plus two?")]
@@ -74,6 +75,25 @@ def test_score_matches_a_manual_forward_pass(tiny_engine):
         want = [logp[len(prompt) + i - 1, t].item() for i, t in enumerate(target)]
         assert got.token_ids == target
         assert got.logprobs == pytest.approx(want, abs=1e-4)
+
+
+def test_requests_differing_in_their_last_token_share_a_pass_and_score_as_alone(tiny_engine):
+    conts = ["Ranking: 1", "Ranking: 2", "Ranking: 2 then", "", "Ranking: 1"]
+    convs = [PROMPTS[0], PROMPTS[0], PROMPTS[0], PROMPTS[0], PROMPTS[1]]
+    tok = tiny_engine.tokenizer
+    targets = [tok(c, add_special_tokens=False)["input_ids"] for c in conts]
+    groups = group_requests([encode_prompt(tok, c) for c in convs], targets)
+    # "Ranking: 1" and "Ranking: 2" after the same prompt share a pass; a longer continuation,
+    # an empty one and another prompt each get their own.
+    assert [g.members for g in groups] == [[0, 1], [2], [3], [4]]
+    together = tiny_engine.score(convs, conts)
+    for conv, cont, got in zip(convs, conts, together):
+        alone = tiny_engine.score([conv], [cont])[0]
+        assert got.token_ids == alone.token_ids
+        assert got.logprobs == pytest.approx(alone.logprobs, abs=1e-5)
+    assert together[3].logprobs == []
+    assert together[0].logprobs[:-1] == pytest.approx(together[1].logprobs[:-1], abs=1e-6)
+    assert together[0].logprobs[-1] != pytest.approx(together[1].logprobs[-1], abs=1e-3)
 
 
 def test_bad_conversation_and_sampling_list(tiny_engine):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from tests.test_cli import assert_one_line_error, run
 
 from sao.engine.config import EngineSection
 from sao.engine.factory import build_engine, engine_model_info
 from sao.errors import ConfigError
 from sao.loop.config import RunConfig
 from sao.recipe import validate
-from tests.test_cli import assert_one_line_error, run
 
 
 def test_openai_backend_needs_a_url():

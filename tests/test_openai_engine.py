@@ -21,6 +21,7 @@ import openai
 import pytest
 from transformers import AutoTokenizer
 
+from conftest import GREEDY_QUESTIONS, common_prefix
 from llama_server import LlamaServer, embedded_gguf, free_port
 from sao.engine import SamplingParams, derive_seed
 from sao.engine.config import EngineSection
@@ -198,26 +199,10 @@ def engine(server: LlamaServer) -> Iterator[OpenAIEngine]:
     engine.close()
 
 
-def common_prefix(a: list[int], b: list[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-
-
 def test_greedy_outputs_follow_the_in_process_engine(engine, smol_engine):
-    questions = [
-        "Name three primary colours.",
-        "Write a haiku about the sea.",
-        "Explain photosynthesis in one sentence.",
-        "Give me a tip for learning Python.",
-        "What is the capital of France?",
-        "What is 12 times 12?",
-        "List two fruits that are red.",
-        "Why is the sky blue?",
-        "Suggest a name for a cat.",
-        "How do bees make honey?",
-    ]
     greedy = SamplingParams(temperature=0, max_new_tokens=32)
-    served = engine.generate([ask(q) for q in questions], greedy)
-    local = smol_engine.generate([ask(q) for q in questions], greedy)
+    served = engine.generate([ask(q) for q in GREEDY_QUESTIONS], greedy)
+    local = smol_engine.generate([ask(q) for q in GREEDY_QUESTIONS], greedy)
     tokenize = engine.tokenizer
     agreed = [
         common_prefix(tokenize(s.samples[0].text, add_special_tokens=False)["input_ids"], t.samples[0].token_ids)

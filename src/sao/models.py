@@ -41,7 +41,7 @@ class LoadedModel:
     fingerprint: str
 
 
-def _gguf_location(embedded: EmbeddedModel) -> Path:
+def gguf_location(embedded: EmbeddedModel) -> Path:
     # find_spec, not import: the package's __init__ imports its own (unneeded) dependencies.
     spec = importlib.util.find_spec(embedded.module)
     if spec is None or not spec.submodule_search_locations:
@@ -63,7 +63,7 @@ def convert_embedded_model(embedded: EmbeddedModel, dest: Path) -> Path:
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = _gguf_location(embedded)
+    gguf = gguf_location(embedded)
     log.info("converting %s from %s (first use only, about 30 s)", embedded.alias, gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)

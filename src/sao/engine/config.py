@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from sao.recipe import Section
 
-Backend = Literal["transformers", "vllm", "openai"]
+Backend = Literal["transformers", "llamacpp", "vllm", "openai"]
 
 
 class VLLMSection(Section):
@@ -28,6 +28,25 @@ class VLLMSection(Section):
     )
     max_model_len: int | None = Field(None, ge=16, description="Context length; default: the model's own.")
     enforce_eager: bool = Field(False, description="Skip CUDA graph capture (faster start, slower decode).")
+
+
+class LlamaCppSection(Section):
+    """The in-process llama.cpp engine (``backend: llamacpp``, extra ``sao[llamacpp]``): GGUF weights, fast on CPUs."""
+
+    gguf: str | None = Field(
+        None,
+        description="GGUF file with the weights; default: the embedded model's own, or model.gguf in a "
+        "model directory (sao run writes it for each trained model).",
+    )
+    weights: Literal["f16", "q8_0", "source"] = Field(
+        "f16",
+        description="Weight type llama.cpp runs: the GGUF is converted once and cached. f16 is fastest at "
+        "batch and closest to float32 torch on AVX2 CPUs; q8_0 is fastest single-stream; source: as given.",
+    )
+    context_per_sequence: int = Field(
+        2048, ge=16, description="KV cells per sequence (prompt + generated); memory grows with batch_size x this."
+    )
+    n_threads: int | None = Field(None, ge=1, description="CPU threads; default: every CPU this process may use.")
 
 
 class OpenAISection(Section):
@@ -63,12 +82,15 @@ class RaySection(Section):
 
 
 class EngineSection(Section):
-    backend: Backend = Field("transformers", description="transformers (in-process, default), vllm or openai.")
+    backend: Backend = Field(
+        "transformers", description="transformers (in-process, default), llamacpp (GGUF, CPU), vllm or openai."
+    )
     batch_size: int = Field(32, ge=1, description="Sequences decoded together by the in-process engine.")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Generation precision; 'auto' is bf16 where native, else float32."
     )
+    llamacpp: LlamaCppSection = Field(default_factory=LlamaCppSection)
     vllm: VLLMSection = Field(default_factory=VLLMSection)
     openai: OpenAISection = Field(default_factory=OpenAISection)
     ray: RaySection = Field(default_factory=RaySection)

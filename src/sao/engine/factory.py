@@ -17,6 +17,10 @@ def build_engine(
         from sao.engine.ray_engine import RayEngine
 
         return RayEngine(model, settings, trust_remote_code=trust_remote_code, progress=progress)
+    if settings.backend == "llamacpp":
+        from sao.engine.llamacpp_engine import LlamaCppEngine
+
+        return LlamaCppEngine.from_spec(model, settings, trust_remote_code=trust_remote_code, progress=progress)
     if settings.backend == "vllm":
         from sao.engine.vllm_engine import VLLMEngine
 
@@ -50,4 +54,7 @@ def engine_model_info(model: str, settings: EngineSection) -> dict[str, Any]:
         return {"spec": model, "backend": "openai", "fingerprint": f"{settings.openai.base_url}#{served}"}
     from sao.models import model_info
 
-    return model_info(model) | {"backend": settings.backend}
+    info = model_info(model) | {"backend": settings.backend}
+    if settings.backend == "llamacpp":  # the weight type llama.cpp runs changes the outputs
+        info["weights"] = settings.llamacpp.weights
+    return info

@@ -9,9 +9,7 @@ remaining ones run faster (``generate`` keeps decoding pad tokens for them).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,59 +18,14 @@ from transformers import DynamicCache
 
 from sao.engine.batching import left_pad, length_buckets
 from sao.engine.chat_template import encode_prompts
+from sao.engine.decoding import Job, Meter, eos_ids, make_jobs
 from sao.engine.sampler import choose_tokens
+from sao.engine.scoring import ScoreGroup, expand, group_requests
 from sao.engine.stops import StopStrings
-from sao.engine.types import (
-    Completion,
-    Conversation,
-    Sample,
-    SamplingParams,
-    TokenLogprobs,
-    per_request,
-    sample_seed,
-)
+from sao.engine.types import Completion, Conversation, Sample, SamplingParams, TokenLogprobs
 from sao.models import DEFAULT_MODEL, LoadedModel, load_model
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Job:
-    """One sequence to decode: sample ``sample`` of conversation ``conv``."""
-
-    conv: int
-    sample: int
-    prompt: list[int]
-    params: SamplingParams
-    seed: int | None
-
-
-class _Meter:
-    """The progress bar: finished sequences, with generated tokens/s alongside."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.bar = tqdm(total=total, unit="seq", desc="generate", disable=not enabled, leave=False)
-        self.started = time.perf_counter()
-        self.tokens = 0
-
-    def advance(self, tokens: int, finished: int) -> None:
-        self.tokens += tokens
-        self.bar.update(finished)
-        self.bar.set_postfix_str(f"{self.tokens / self.elapsed:.0f} tok/s", refresh=False)
-
-    @property
-    def elapsed(self) -> float:
-        return max(time.perf_counter() - self.started, 1e-9)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    ids = {tokenizer.eos_token_id}
-    configured = getattr(model.generation_config, "eos_token_id", None)
-    ids.update(configured if isinstance(configured, list) else [configured])
-    return {i for i in ids if i is not None}
 
 
 class TransformersEngine:
@@ -94,7 +47,7 @@ class TransformersEngine:
         self.max_batch_size = max_batch_size
         self.score_batch_size = score_batch_size
         self.progress = progress
-        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        self.eos_ids = eos_ids(self.model.generation_config, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id
 
     @classmethod
@@ -120,15 +73,9 @@ class TransformersEngine:
         self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
     ) -> list[Completion]:
         """Sample ``n`` continuations per conversation; returns one Completion each, in order."""
-        params = per_request(sampling, len(conversations))
-        prompts = encode_prompts(self.tokenizer, conversations)
-        jobs = [
-            _Job(c, j, prompt, p, sample_seed(p, j))
-            for c, (prompt, p) in enumerate(zip(prompts, params))
-            for j in range(p.n)
-        ]
+        jobs, params = make_jobs(self.tokenizer, conversations, sampling)
         completions = [Completion([None] * p.n) for p in params]  # type: ignore[list-item]
-        meter = _Meter(len(jobs), self.progress)
+        meter = Meter(len(jobs), self.progress)
         try:
             for bucket in length_buckets([len(job.prompt) for job in jobs], self.max_batch_size):
                 batch = [jobs[i] for i in bucket]
@@ -158,7 +105,7 @@ class TransformersEngine:
         )
         return out.logits[:, -1, :]
 
-    def _decode(self, batch: list[_Job], meter: _Meter) -> list[Sample]:
+    def _decode(self, batch: list[Job], meter: Meter) -> list[Sample]:
         """Decode one bucket; rows leave the batch as soon as they finish."""
         device = self.device
         ids, mask, positions = left_pad([job.prompt for job in batch], self.pad_id, device)
@@ -166,8 +113,6 @@ class TransformersEngine:
         top_p = torch.tensor([[job.params.top_p] for job in batch], device=device)
         generators = [None if job.seed is None else torch.Generator().manual_seed(job.seed) for job in batch]
         stops = {job.params.stop: StopStrings(self.tokenizer, job.params.stop) for job in batch}
-        generated: list[list[int]] = [[] for _ in batch]
-        finish: list[str] = ["length"] * len(batch)
         alive = list(range(len(batch)))  # batch index of each row still decoding
 
         cache = DynamicCache(config=self.model.config)
@@ -175,17 +120,11 @@ class TransformersEngine:
         positions = positions[:, -1:]
         for _ in range(max(job.params.max_new_tokens for job in batch)):
             tokens = choose_tokens(logits, temperature, top_p, [generators[i] for i in alive])
-            keep = []
-            for row, (i, token) in enumerate(zip(alive, tokens.tolist())):
-                job = batch[i]
-                if token in self.eos_ids:
-                    finish[i] = "stop"
-                    continue
-                generated[i].append(token)
-                if stops[job.params.stop].hit(generated[i]):
-                    finish[i] = "stop"
-                elif len(generated[i]) < job.params.max_new_tokens:
-                    keep.append(row)
+            keep = [
+                row
+                for row, (i, token) in enumerate(zip(alive, tokens.tolist()))
+                if batch[i].accept(token, self.eos_ids, stops[batch[i].params.stop])
+            ]
             meter.advance(tokens=len(alive), finished=len(alive) - len(keep))
             if not keep:
                 break
@@ -198,12 +137,7 @@ class TransformersEngine:
             mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
             positions = positions + 1
             logits = self._forward(tokens[:, None], mask, positions, cache)
-
-        samples = []
-        for i, job in enumerate(batch):
-            text = self.tokenizer.decode(generated[i], skip_special_tokens=True)
-            samples.append(Sample(stops[job.params.stop].truncate(text), generated[i], finish[i], job.seed))  # type: ignore[arg-type]
-        return samples
+        return [job.result(self.tokenizer, stops[job.params.stop]) for job in batch]
 
     # ------------------------------------------------------------------ score
     @torch.inference_mode()
@@ -211,27 +145,37 @@ class TransformersEngine:
         """Log-prob of each continuation token, as the assistant's reply to its conversation.
 
         Continuations are tokenized on their own (no special tokens), the way a trainer
-        tokenizes a completion after the chat-templated prompt.
+        tokenizes a completion after the chat-templated prompt. Requests that differ only in
+        their last token share one forward pass (`sao.engine.scoring`).
         """
         if len(conversations) != len(continuations):
             raise ValueError(f"score: {len(conversations)} conversations but {len(continuations)} continuations")
         prompts = encode_prompts(self.tokenizer, conversations)
         targets = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
-        results: list[TokenLogprobs | None] = [None] * len(prompts)
-        lengths = [len(p) + len(t) for p, t in zip(prompts, targets)]
-        buckets = length_buckets(lengths, self.score_batch_size)
+        groups = group_requests(prompts, targets)
+        scored: list[tuple[list[float], list[float]]] = [([], [])] * len(groups)
+        buckets = length_buckets([g.length for g in groups], self.score_batch_size)
         for bucket in tqdm(buckets, unit="batch", desc="score", disable=not self.progress, leave=False):
-            for i, scored in zip(bucket, self._score_batch([prompts[i] for i in bucket], [targets[i] for i in bucket])):
-                results[i] = scored
-        return results  # type: ignore[return-value]
+            for i, result in zip(bucket, self._score_batch([groups[i] for i in bucket])):
+                scored[i] = result
+        return expand(groups, scored, targets)
 
-    def _score_batch(self, prompts: list[list[int]], targets: list[list[int]]) -> list[TokenLogprobs]:
+    def _score_batch(self, groups: list[ScoreGroup]) -> list[tuple[list[float], list[float]]]:
         # Left padding puts every continuation at the end of its row, so the logits of the
         # last K+1 positions cover all continuations and the rest need no lm_head pass.
-        k = max(len(t) for t in targets)
-        ids, mask, positions = left_pad([p + t for p, t in zip(prompts, targets)], self.pad_id, self.device)
+        k = max(len(g.target) for g in groups)
+        if k == 0:
+            return [([], []) for _ in groups]
+        ids, mask, positions = left_pad([g.prompt + g.target for g in groups], self.pad_id, self.device)
         logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=k + 1).logits
         logits = logits[:, :-1].float()
+        norm = logits.logsumexp(-1)
         wanted = ids[:, ids.shape[1] - k :]
-        token_logprobs = logits.gather(-1, wanted[..., None]).squeeze(-1) - logits.logsumexp(-1)
-        return [TokenLogprobs(list(t), token_logprobs[row, k - len(t) :].tolist()) for row, t in enumerate(targets)]
+        token_logprobs = logits.gather(-1, wanted[..., None]).squeeze(-1) - norm
+        results = []
+        for row, group in enumerate(groups):
+            n = len(group.target)
+            head = token_logprobs[row, k - n : k - 1].tolist() if n else []
+            last = (logits[row, -1, group.last_tokens] - norm[row, -1]).tolist() if n else []
+            results.append((head, last))
+        return results

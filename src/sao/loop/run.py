@@ -83,7 +83,24 @@ def answer_report_prompts(
 
 
 def _engine_for(config: RunConfig, model: str, progress: bool) -> LazyEngine:
-    return lazy_engine(model, config.engine, trust_remote_code=config.trust_remote_code, progress=progress)
+    if config.engine.backend != "llamacpp" or model == config.model:
+        return lazy_engine(model, config.engine, trust_remote_code=config.trust_remote_code, progress=progress)
+    return LazyEngine(lambda: _trained_llamacpp_engine(config, model, progress))
+
+
+def _trained_llamacpp_engine(config: RunConfig, model: str, progress: bool) -> Any:
+    """llama.cpp on a model this run trained: its HF weights exported to GGUF once, with the tokenizer and
+    metadata of the GGUF the run started from (training changes neither)."""
+    from sao.engine.factory import build_engine
+    from sao.engine.llamacpp_engine import gguf_path
+    from sao.gguf_export import ensure_gguf
+
+    settings = config.engine.llamacpp
+    template = gguf_path(config.model, settings)
+    weights = "f16" if settings.weights == "source" else settings.weights
+    exported = ensure_gguf(Path(model), template, weights)
+    engine_settings = config.engine.model_copy(update={"llamacpp": settings.model_copy(update={"gguf": str(exported)})})
+    return build_engine(model, engine_settings, trust_remote_code=config.trust_remote_code, progress=progress)
 
 
 def _peak_rss(root: Path) -> float:

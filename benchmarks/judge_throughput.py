@@ -1,0 +1,180 @@
+"""Judge throughput: the log-prob judge against the generate judge, on the same pairs and engine.
+
+The pairs are real: MT-Bench first-turn questions (FastChat, Apache-2.0) with the answers of
+gpt-3.5-turbo and alpaca-13b, judged in both orders as the SAO judge stage does (``order:
+swap``), so every pair is two judge requests. Long answers make long judge prompts; the
+answers are cut to ``--answer-chars`` characters to keep the run short.
+
+Methods, timed in one process on the same judge requests:
+
+- ``logprob``: `sao.stages.judge.run_judge` in mode ``logprob``: one scoring pass per request,
+  the continuations ending in "1" and "2" sharing it (`sao.engine.scoring`);
+- ``logprob_unshared``: the same two continuations scored in separate calls, i.e. two passes
+  per request, as before the shared pass existed (the lever's own ratio);
+- ``generate``: mode ``generate``: a greedy ranking of up to ``max_new_tokens`` (the judge
+  config's default, 16) decoded and parsed.
+
+Both in-process engines are measured (transformers, and llama.cpp when installed). Figures
+are pairs/s, medians of ``--reps`` interleaved runs.
+
+Usage: python benchmarks/judge_throughput.py [--pairs 24 --answer-chars 1200 --reps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from report import machine_info, machine_line, median_time, write_result  # noqa: E402
+from sao.engine.config import EngineSection  # noqa: E402
+from sao.engine.factory import build_engine  # noqa: E402
+from sao.eval.formats import read_instructions, read_outputs  # noqa: E402
+from sao.stages.judge import JudgeRequest, run_judge  # noqa: E402
+from sao.synth.config import JudgeConfig  # noqa: E402
+from sao.synth.ranking import RANKING_PREFIX, build_judge_prompt  # noqa: E402
+
+MT_BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "mt_bench"
+
+
+def judge_requests(mt_bench: Path, pairs: int, answer_chars: int) -> list[JudgeRequest]:
+    """Both orders of ``pairs`` answer pairs, as the judge stage builds them."""
+    questions = read_instructions(mt_bench / "question.jsonl")
+    a = read_outputs(mt_bench / "model_answer" / "gpt-3.5-turbo.jsonl")
+    b = read_outputs(mt_bench / "model_answer" / "alpaca-13b.jsonl")
+    chosen = random.Random(0).sample(questions, pairs)
+    requests = []
+    for row, q in enumerate(chosen):
+        answers = [a[q.id].text[:answer_chars], b[q.id].text[:answer_chars]]
+        for first, second in ((0, 1), (1, 0)):
+            text = build_judge_prompt(q.messages[0]["content"], [answers[first], answers[second]])
+            requests.append(JudgeRequest(row, first, second, [{"role": "user", "content": text}]))
+    return requests
+
+
+def unshared(engine, requests: list[JudgeRequest]) -> list:
+    """The log-prob judge's two continuations scored in separate calls: no pass is shared."""
+    convs = [q.conversation for q in requests]
+    return engine.score(convs, [f"{RANKING_PREFIX} 1"] * len(convs)) + engine.score(
+        convs, [f"{RANKING_PREFIX} 2"] * len(convs)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--mt-bench", type=Path, default=MT_BENCH)
+    parser.add_argument("--pairs", type=int, default=24)
+    parser.add_argument("--answer-chars", type=int, default=1200)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    requests = judge_requests(args.mt_bench, args.pairs, args.answer_chars)
+    max_new = JudgeConfig().max_new_tokens
+    backends = ["transformers"]
+    try:
+        import llama_cpp  # noqa: F401
+
+        backends.append("llamacpp")
+    except ImportError:
+        print("llama-cpp-python is not installed: measuring the transformers engine only", flush=True)
+
+    engines = {b: build_engine(args.model, EngineSection(backend=b), progress=False) for b in backends}
+    prompt_tokens = [
+        len(t) for t in engines["transformers"].tokenizer([q.conversation[0]["content"] for q in requests])["input_ids"]
+    ]
+    methods = {
+        f"{b}/{m}": fn
+        for b, engine in engines.items()
+        for m, fn in {
+            "logprob": lambda e=engine: run_judge(e, requests, "logprob", max_new),
+            "logprob_unshared": lambda e=engine: unshared(e, requests),
+            "generate": lambda e=engine: run_judge(e, requests, "generate", max_new),
+        }.items()
+    }
+    for engine in engines.values():  # warm-up: first calls allocate and tune kernels
+        run_judge(engine, requests[:2], "generate", 4)
+    seconds: dict[str, list[float]] = {name: [] for name in methods}
+    verdicts: dict[str, list] = {}
+    for rep in range(args.reps):
+        for name, fn in methods.items():
+            elapsed, verdicts[name] = median_time(fn, 1)
+            seconds[name].append(elapsed)
+            print(f"rep {rep} {name:30s} {elapsed:7.2f} s", flush=True)
+
+    pairs = len(requests) // 2
+    rows = {}
+    for name, times in seconds.items():
+        median = sorted(times)[(len(times) - 1) // 2]
+        rows[name] = {"seconds": round(median, 3), "pairs_per_s": round(pairs / median, 3), "reps": len(times)}
+    parsed = {b: sum(j.p_first is not None for j in verdicts[f"{b}/generate"]) / len(requests) for b in backends}
+    ratios = {
+        b: {
+            "logprob_vs_generate": round(rows[f"{b}/logprob"]["pairs_per_s"] / rows[f"{b}/generate"]["pairs_per_s"], 2),
+            "shared_vs_unshared": round(
+                rows[f"{b}/logprob"]["pairs_per_s"] / rows[f"{b}/logprob_unshared"]["pairs_per_s"], 2
+            ),
+        }
+        for b in backends
+    }
+    fastest = max(backends, key=lambda b: rows[f"{b}/logprob"]["pairs_per_s"])
+    info = machine_info(args.threads)
+    result = {
+        "benchmark": "judge_throughput",
+        "speedup_logprob_vs_generate_judge": ratios["transformers"]["logprob_vs_generate"],
+        "ratios": ratios,
+        "speedup_llamacpp_logprob_vs_transformers_generate_judge": (
+            round(rows["llamacpp/logprob"]["pairs_per_s"] / rows["transformers/generate"]["pairs_per_s"], 2)
+            if "llamacpp" in backends
+            else None
+        ),
+        "fastest_logprob_engine": fastest,
+        "generate_judge_parse_rate": {b: round(v, 3) for b, v in parsed.items()},
+        "machine": info,
+        "config": {
+            "model": args.model,
+            "pairs": pairs,
+            "requests": len(requests),
+            "answer_chars": args.answer_chars,
+            "judge_prompt_tokens_median": sorted(prompt_tokens)[len(prompt_tokens) // 2],
+            "generate_max_new_tokens": max_new,
+        },
+        "methods": rows,
+    }
+    lines = [
+        machine_line(info),
+        f"{pairs} MT-Bench answer pairs (gpt-3.5-turbo vs alpaca-13b, answers cut to {args.answer_chars} characters), "
+        f"both orders: {len(requests)} judge requests, median prompt {result['config']['judge_prompt_tokens_median']} "
+        f"tokens; generate judge up to {max_new} tokens; median of {args.reps} interleaved runs.",
+        "",
+        "| engine | judge | seconds | pairs/s | log-prob judge speedup |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for b in backends:
+        base = rows[f"{b}/logprob"]["pairs_per_s"]
+        for m in ("logprob", "logprob_unshared", "generate"):
+            r = rows[f"{b}/{m}"]
+            speed = "1.00x (reference)" if m == "logprob" else f"{base / r['pairs_per_s']:.2f}x"
+            lines.append(f"| {b} | {m} | {r['seconds']:.2f} | {r['pairs_per_s']:.3f} | {speed} |")
+    lines.append("")
+    lines.append(
+        "Generated rankings that parsed: "
+        + ", ".join(f"{b} {parsed[b]:.0%}" for b in backends)
+        + " (the log-prob judge always gives a verdict)."
+    )
+    path = write_result("judge_throughput", result, "\n".join(lines))
+    print(f"wrote {path}")
+    for engine in engines.values():
+        if hasattr(engine, "close"):
+            engine.close()
+
+
+if __name__ == "__main__":
+    main()

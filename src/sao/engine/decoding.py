@@ -1,0 +1,89 @@
+"""Per-sequence decoding state shared by the in-process engines (transformers and llama.cpp).
+
+Both run their own decode loop (per-request seeds, rows that leave the batch when they
+finish); what a row does with each new token (EOS, stop strings, the token budget) and
+how progress is shown is the same in both, and lives here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from sao.engine.chat_template import encode_prompts
+from sao.engine.stops import StopStrings
+from sao.engine.types import Conversation, FinishReason, Sample, SamplingParams, per_request, sample_seed
+
+
+@dataclass
+class Job:
+    """One sequence to decode: sample ``sample`` of conversation ``conv``."""
+
+    conv: int
+    sample: int
+    prompt: list[int]
+    params: SamplingParams
+    seed: int | None
+    generated: list[int] = field(default_factory=list)
+    finish: FinishReason = "length"
+
+    def accept(self, token: int, eos_ids: set[int], stops: StopStrings) -> bool:
+        """Take the next token; False once the sequence is finished."""
+        if token in eos_ids:
+            self.finish = "stop"
+            return False
+        self.generated.append(token)
+        if stops.hit(self.generated):
+            self.finish = "stop"
+            return False
+        return len(self.generated) < self.params.max_new_tokens
+
+    def result(self, tokenizer: Any, stops: StopStrings) -> Sample:
+        text = tokenizer.decode(self.generated, skip_special_tokens=True)
+        return Sample(stops.truncate(text), self.generated, self.finish, self.seed)
+
+
+def make_jobs(
+    tokenizer: Any, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+) -> tuple[list[Job], list[SamplingParams]]:
+    """One Job per requested sample, with the prompt rendered by the chat template."""
+    params = per_request(sampling, len(conversations))
+    prompts = encode_prompts(tokenizer, conversations)
+    jobs = [
+        Job(c, j, prompt, p, sample_seed(p, j))
+        for c, (prompt, p) in enumerate(zip(prompts, params))
+        for j in range(p.n)
+    ]
+    return jobs, params
+
+
+def eos_ids(generation_config: Any, tokenizer: Any) -> set[int]:
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(generation_config, "eos_token_id", None)
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return {i for i in ids if i is not None}
+
+
+class Meter:
+    """The progress bar: finished sequences, with generated tokens/s alongside."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = tqdm(total=total, unit="seq", desc="generate", disable=not enabled, leave=False)
+        self.started = time.perf_counter()
+        self.tokens = 0
+
+    def advance(self, tokens: int, finished: int) -> None:
+        self.tokens += tokens
+        self.bar.update(finished)
+        self.bar.set_postfix_str(f"{self.tokens / self.elapsed:.0f} tok/s", refresh=False)
+
+    @property
+    def elapsed(self) -> float:
+        return max(time.perf_counter() - self.started, 1e-9)
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,416 @@
+"""A llama.cpp engine: a GGUF model in-process through llama-cpp-python's C API (extra ``sao[llamacpp]``).
+
+On a CPU this is the fast path for generation and judging. llama.cpp runs the GGUF's
+quantised weights directly (SmolLM2-135M ships as Q4_1: 85 MB read per decode step
+instead of 540 MB of float32) with AVX2 integer kernels, and decodes many sequences in
+one ``llama_decode`` call, each in its own KV stream.
+
+The batch is refilled continuously: a sequence that finishes frees its KV stream and the
+next waiting prompt is prefilled in the same call that decodes the others, so the batch
+stays full instead of draining down to its longest row.
+
+Prompts are rendered and tokenized by the model's Hugging Face tokenizer, and tokens are
+chosen by sao's own sampler with per-request generators, exactly as in the transformers
+engine; only the forward pass is llama.cpp's. Its numerics differ from float32 torch
+(activations are quantised to 8 bits for the integer dot products), so greedy text agrees
+with the transformers engine for a prefix, not token for token (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import tempfile
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sao.engine.chat_template import encode_prompts
+from sao.engine.config import LlamaCppSection
+from sao.engine.decoding import Job, Meter, eos_ids, make_jobs
+from sao.engine.sampler import choose_tokens
+from sao.engine.scoring import expand, group_requests
+from sao.engine.stops import StopStrings
+from sao.engine.types import Completion, Conversation, SamplingParams, TokenLogprobs
+from sao.errors import ConfigError, InputError, ModelLoadError
+
+log = logging.getLogger(__name__)
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"engine backend 'llamacpp' needs llama-cpp-python: pip install 'sao[llamacpp]' ({exc})"
+        ) from None
+    return llama_cpp
+
+
+TRAINED_GGUF = "model.gguf"  # what sao run writes into a trained model's directory for this engine
+_silence: Any = None  # the C log callback must outlive every context, so it is kept here
+_GGML_LOG_LEVEL_ERROR = 3  # ggml.h's enum ggml_log_level; llama-cpp-python does not export it
+
+
+def _quiet_logs(llama_cpp: Any) -> None:
+    """llama.cpp prints every tensor it loads to stderr; route only its errors to our logger."""
+    global _silence
+    if _silence is None:
+
+        def forward(level: int, text: bytes, _user_data: Any) -> None:
+            if level == _GGML_LOG_LEVEL_ERROR:
+                log.error("llama.cpp: %s", text.decode(errors="replace").rstrip())
+
+        _silence = llama_cpp.llama_log_callback(forward)
+        llama_cpp.llama_log_set(_silence, ctypes.c_void_p(0))
+
+
+def gguf_path(spec: str, settings: LlamaCppSection) -> Path:
+    """The GGUF file behind ``spec``: the recipe's ``llamacpp.gguf``, the embedded model's own, or
+    ``model.gguf`` in a model directory."""
+    from sao.embedded_models import EMBEDDED_MODELS
+    from sao.models import gguf_location
+
+    if settings.gguf:
+        path = Path(settings.gguf).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"engine.llamacpp.gguf: no such file: {path}")
+        return path
+    if spec in EMBEDDED_MODELS:
+        return gguf_location(EMBEDDED_MODELS[spec])
+    if (Path(spec).expanduser() / TRAINED_GGUF).is_file():
+        return Path(spec).expanduser() / TRAINED_GGUF
+    raise ConfigError(
+        f"engine.llamacpp.gguf: model '{spec}' has no GGUF file (not an embedded model, no {TRAINED_GGUF} in it); "
+        "give the path of its GGUF file"
+    )
+
+
+# llama.cpp's file types (enum llama_ftype) for the weight types sao converts to.
+_FILE_TYPES = {"f16": 1, "q8_0": 7}
+
+
+def runnable_gguf(source: Path, weights: str) -> Path:
+    """``source`` in the weight type ``weights``: itself when it already is (or ``weights`` is 'source'),
+    else a copy converted once by llama.cpp's own quantizer and cached under sao's cache directory."""
+    import gguf
+
+    from sao.embedded_models import cache_root
+
+    if weights == "source":
+        return source
+    file_type = gguf.GGUFReader(source).fields.get(gguf.Keys.General.FILE_TYPE)
+    if file_type is not None and int(file_type.contents()) == _FILE_TYPES[weights]:
+        return source
+    stat = source.resolve().stat()
+    key = hashlib.sha256(f"{source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    dest = cache_root() / "gguf" / f"{source.stem}-{key}.{weights}.gguf"
+    if dest.is_file():
+        return dest
+    lc = _import_llama_cpp()
+    _quiet_logs(lc)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}-", dir=dest.parent)
+    os.close(fd)
+    try:
+        params = lc.llama_model_quantize_default_params()
+        params.ftype = _FILE_TYPES[weights]
+        params.allow_requantize = True  # the embedded GGUF is already quantised (Q4_1)
+        log.info("converting %s to %s for llama.cpp (first use only)", source.name, weights)
+        if lc.llama_model_quantize(str(source).encode(), tmp.encode(), params) != 0:
+            raise ModelLoadError(f"llama.cpp could not convert {source} to {weights}")
+        os.replace(tmp, dest)  # a killed conversion leaves no half-written file behind
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def _free_native(llama_cpp: Any, batch: Any, ctx: Any, model: Any) -> None:
+    llama_cpp.llama_batch_free(batch)
+    llama_cpp.llama_free(ctx)
+    llama_cpp.llama_model_free(model)
+
+
+@dataclass
+class _Stream:
+    """One sequence in one KV stream (``slot``): tokens still to feed, and at which position."""
+
+    pending: list[int]
+    job: Job | None = None  # generating: the sequence's decoding state
+    tokens: list[int] | None = None  # scoring: the whole sequence, prompt + continuation
+    index: int = 0  # scoring: which request group
+    slot: int = -1
+    pos: int = 0
+
+    @property
+    def length(self) -> int:
+        return len(self.tokens or ())
+
+
+class LlamaCppEngine:
+    """Generation and scoring with a GGUF model in llama.cpp, many sequences per decode call.
+
+    Args:
+        model_path: the GGUF file.
+        tokenizer: the model's Hugging Face tokenizer (chat template, tokenization, decoding).
+        generation_config: where EOS ids beyond the tokenizer's come from (may be None).
+        max_batch_size: sequences decoded together, each in its own KV stream.
+        context_per_sequence: KV cells per stream (prompt + generated tokens).
+        n_threads: CPU threads; default: the CPUs this process may use.
+        tokens_per_call: most tokens per ``llama_decode`` call (prefill chunks + one per decoding row).
+        progress: show progress bars.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        tokenizer: Any,
+        generation_config: Any = None,
+        *,
+        max_batch_size: int = 32,
+        context_per_sequence: int = 2048,
+        n_threads: int | None = None,
+        tokens_per_call: int = 512,
+        progress: bool = True,
+    ):
+        self.llama_cpp = lc = _import_llama_cpp()
+        _quiet_logs(lc)
+        lc.llama_backend_init()
+        self.model_path = model_path
+        self.tokenizer = tokenizer
+        self.max_batch_size = max_batch_size
+        self.context_per_sequence = context_per_sequence
+        self.tokens_per_call = tokens_per_call
+        self.progress = progress
+        self.eos_ids = eos_ids(generation_config, tokenizer)
+
+        self._model = lc.llama_model_load_from_file(str(model_path).encode(), lc.llama_model_default_params())
+        if not self._model:
+            raise ModelLoadError(f"llama.cpp could not load {model_path}")
+        self.n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(self._model))
+        params = lc.llama_context_default_params()
+        params.n_seq_max = max_batch_size
+        # One KV stream per sequence: attention then costs each row its own length only.
+        # A unified cache would make every row attend over all rows' cells (masked).
+        params.kv_unified = False
+        params.n_ctx = max_batch_size * context_per_sequence
+        params.n_batch = params.n_ubatch = tokens_per_call
+        params.n_threads = params.n_threads_batch = n_threads or len(os.sched_getaffinity(0))
+        params.no_perf = True
+        self._ctx = lc.llama_init_from_model(self._model, params)
+        if not self._ctx:
+            lc.llama_model_free(self._model)
+            raise ModelLoadError(
+                f"llama.cpp could not create a context of {params.n_ctx} tokens "
+                "(engine.batch_size x engine.llamacpp.context_per_sequence); lower one of them"
+            )
+        self._memory = lc.llama_get_memory(self._ctx)
+        self._batch = lc.llama_batch_init(tokens_per_call, 0, 1)
+        # finalize, not __del__: it also runs at interpreter exit, before llama_cpp's module is torn down.
+        self._free = weakref.finalize(self, _free_native, lc, self._batch, self._ctx, self._model)
+
+    @classmethod
+    def from_spec(
+        cls, spec: str, settings: Any, *, trust_remote_code: bool = False, progress: bool = True
+    ) -> LlamaCppEngine:
+        """``spec`` names the tokenizer (alias, directory or hub id); the weights are its GGUF."""
+        from transformers import AutoTokenizer, GenerationConfig
+
+        from sao.models import resolve_model_path
+
+        path = runnable_gguf(gguf_path(spec, settings.llamacpp), settings.llamacpp.weights)
+        source = resolve_model_path(spec)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        try:
+            generation_config = GenerationConfig.from_pretrained(source)
+        except OSError:
+            generation_config = None
+        return cls(
+            path,
+            tokenizer,
+            generation_config,
+            max_batch_size=settings.batch_size,
+            context_per_sequence=settings.llamacpp.context_per_sequence,
+            n_threads=settings.llamacpp.n_threads,
+            progress=progress,
+        )
+
+    def close(self) -> None:
+        """Free the context, the batch and the weights (idempotent; also runs at garbage collection or exit)."""
+        self._free()
+
+    # ------------------------------------------------------------------ decode calls
+    def _decode(self, streams: list[_Stream], wants: Callable[[_Stream, int], bool]) -> list[tuple[_Stream, int]]:
+        """Feed one ``llama_decode`` call from ``streams``; returns the owner of each logit row.
+
+        Rows already decoding (one pending token) go first, so that prefilling a new prompt
+        never stalls them; prompts fill the rest of the call's token budget in chunks.
+        ``wants(stream, position)`` says whether a token needs its logits. Each output is
+        (stream, position of the token whose logits it holds).
+        """
+        lc, batch = self.llama_cpp, self._batch
+        batch.n_tokens = 0
+        outputs: list[tuple[_Stream, int]] = []
+        budget = self.tokens_per_call
+        for stream in sorted(streams, key=lambda s: len(s.pending) > 1):
+            take = min(len(stream.pending), budget)
+            for i in range(take):
+                n, pos = batch.n_tokens, stream.pos + i
+                want = wants(stream, pos)
+                batch.token[n] = stream.pending[i]
+                batch.pos[n] = pos
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = stream.slot
+                batch.logits[n] = want
+                batch.n_tokens = n + 1
+                if want:
+                    outputs.append((stream, pos))
+            stream.pending = stream.pending[take:]
+            stream.pos += take
+            budget -= take
+            if budget == 0:
+                break
+        status = lc.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode failed with status {status} ({batch.n_tokens} tokens)")
+        return outputs
+
+    def _logits(self, rows: int) -> torch.Tensor:
+        """The last call's ``rows`` output logits, copied out of llama.cpp's buffer."""
+        pointer = self.llama_cpp.llama_get_logits(self._ctx)
+        return torch.from_numpy(np.ctypeslib.as_array(pointer, shape=(rows, self.n_vocab)).copy())
+
+    def _drive(
+        self,
+        streams: list[_Stream],
+        wants: Callable[[_Stream, int], bool],
+        handle: Callable[[list[tuple[_Stream, int]], torch.Tensor], None],
+        finished: Callable[[int], None],
+    ) -> None:
+        """Run ``streams`` through the KV streams, refilling each one as soon as it frees.
+
+        ``handle`` gets every call's outputs and their logits, and queues a stream's next
+        token in ``pending``; a stream with nothing pending after that is finished, and
+        ``finished`` hears how many finished in each call.
+        """
+        waiting = deque(streams)
+        free = list(range(self.max_batch_size))[::-1]
+        active: list[_Stream] = []
+        try:
+            while waiting or active:
+                while waiting and free:
+                    stream = waiting.popleft()
+                    stream.slot = free.pop()
+                    active.append(stream)
+                outputs = self._decode(active, wants)
+                if outputs:
+                    handle(outputs, self._logits(len(outputs)))
+                done = [s for s in active if not s.pending]
+                for stream in done:
+                    self.llama_cpp.llama_memory_seq_rm(self._memory, stream.slot, -1, -1)
+                    free.append(stream.slot)
+                active = [s for s in active if s.pending]
+                finished(len(done))
+        finally:
+            for stream in active:  # an exception mid-run must not leave stale KV behind
+                self.llama_cpp.llama_memory_seq_rm(self._memory, stream.slot, -1, -1)
+
+    # ------------------------------------------------------------------ generate
+    def generate(
+        self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+    ) -> list[Completion]:
+        """Sample ``n`` continuations per conversation; returns one Completion each, in order."""
+        jobs, params = make_jobs(self.tokenizer, conversations, sampling)
+        for job in jobs:
+            if len(job.prompt) >= self.context_per_sequence:
+                raise InputError(
+                    f"conversation {job.conv}: its prompt of {len(job.prompt)} tokens does not fit "
+                    f"engine.llamacpp.context_per_sequence ({self.context_per_sequence})"
+                )
+        stops = {p.stop: StopStrings(self.tokenizer, p.stop) for p in params}
+        generators = [None if job.seed is None else torch.Generator().manual_seed(job.seed) for job in jobs]
+        streams = [_Stream(list(job.prompt), job=job, index=i) for i, job in enumerate(jobs)]
+        meter = Meter(len(jobs), self.progress)
+
+        def step(outputs: list[tuple[_Stream, int]], logits: torch.Tensor) -> None:
+            rows = [stream for stream, _ in outputs]
+            temperature = torch.tensor([[s.job.params.temperature or 1.0] for s in rows])  # type: ignore[union-attr]
+            top_p = torch.tensor([[s.job.params.top_p] for s in rows])  # type: ignore[union-attr]
+            tokens = choose_tokens(logits, temperature, top_p, [generators[s.index] for s in rows])
+            for stream, token in zip(rows, tokens.tolist()):
+                job = stream.job
+                assert job is not None
+                # A full KV stream ends the row as if it had hit max_new_tokens.
+                if job.accept(token, self.eos_ids, stops[job.params.stop]) and stream.pos < self.context_per_sequence:
+                    stream.pending = [token]
+            meter.advance(tokens=len(rows), finished=0)
+
+        def wants(stream: _Stream, pos: int) -> bool:
+            return pos >= len(stream.job.prompt) - 1  # type: ignore[union-attr]
+
+        # Longest prompts first: they take longest, and the short ones fill in behind them.
+        streams.sort(key=lambda s: -len(s.pending))
+        try:
+            self._drive(streams, wants, step, lambda done: meter.advance(tokens=0, finished=done))
+        finally:
+            meter.close()
+        completions = [Completion([None] * p.n) for p in params]  # type: ignore[list-item]
+        for job in jobs:
+            completions[job.conv].samples[job.sample] = job.result(self.tokenizer, stops[job.params.stop])
+        return completions
+
+    # ------------------------------------------------------------------ score
+    def score(self, conversations: Sequence[Conversation], continuations: Sequence[str]) -> list[TokenLogprobs]:
+        """Log-prob of each continuation token, as the assistant's reply to its conversation.
+
+        Requests that differ only in their last token share one pass (`sao.engine.scoring`).
+        """
+        if len(conversations) != len(continuations):
+            raise ValueError(f"score: {len(conversations)} conversations but {len(continuations)} continuations")
+        prompts = encode_prompts(self.tokenizer, conversations)
+        targets = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+        groups = group_requests(prompts, targets)
+        for group in groups:
+            if group.length > self.context_per_sequence:
+                raise InputError(
+                    f"conversation {group.members[0]}: {group.length} tokens with its continuation do not fit "
+                    f"engine.llamacpp.context_per_sequence ({self.context_per_sequence})"
+                )
+        streams = [_Stream(g.prompt + g.target, tokens=g.prompt + g.target, index=i) for i, g in enumerate(groups)]
+        heads: list[list[float]] = [[0.0] * max(len(g.target) - 1, 0) for g in groups]
+        lasts: list[list[float]] = [[] for _ in groups]
+
+        def first_scored(stream: _Stream) -> int:
+            """The position whose logits predict the continuation's first token."""
+            return stream.length - len(groups[stream.index].target) - 1
+
+        def wants(stream: _Stream, pos: int) -> bool:
+            return first_scored(stream) <= pos < stream.length - 1
+
+        def step(outputs: list[tuple[_Stream, int]], logits: torch.Tensor) -> None:
+            norm = logits.logsumexp(-1)
+            for row, (stream, pos) in enumerate(outputs):
+                group = groups[stream.index]
+                if pos == stream.length - 2:  # the last position: every member's final token
+                    lasts[stream.index] = (logits[row, group.last_tokens] - norm[row]).tolist()
+                else:
+                    heads[stream.index][pos - first_scored(stream)] = float(
+                        logits[row, stream.tokens[pos + 1]] - norm[row]
+                    )  # type: ignore[index]
+
+        bar = tqdm(total=len(streams), unit="seq", desc="score", disable=not self.progress, leave=False)
+        try:
+            self._drive(streams, wants, step, bar.update)
+        finally:
+            bar.close()
+        return expand(groups, list(zip(heads, lasts)), targets)

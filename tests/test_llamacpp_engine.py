@@ -1,0 +1,168 @@
+"""The llama.cpp engine on the embedded SmolLM2 GGUF: the same outputs as the transformers engine
+(within quantised-arithmetic tolerance), continuous refill, seeds, budgets, stops, scoring, errors."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterator
+
+import pytest
+
+from conftest import GREEDY_QUESTIONS, ask, common_prefix
+from sao.engine import SamplingParams, derive_seed
+from sao.engine.config import EngineSection
+from sao.engine.factory import build_engine
+from sao.engine.llamacpp_engine import LlamaCppEngine
+from sao.errors import ConfigError, InputError, ModelLoadError
+from sao.synth.ranking import first_wins_probability
+
+GREEDY = SamplingParams(temperature=0, max_new_tokens=32)
+
+
+def settings(**fields: object) -> EngineSection:
+    return EngineSection.model_validate({"backend": "llamacpp", **fields})
+
+
+@pytest.fixture(scope="module")
+def engine(smol_dir: str) -> Iterator[LlamaCppEngine]:
+    built = build_engine("smollm2-135m", settings(batch_size=4), progress=False)
+    assert isinstance(built, LlamaCppEngine)
+    yield built
+    built.close()
+
+
+@pytest.fixture(scope="module")
+def local_greedy(smol_engine):
+    return smol_engine.generate([ask(q) for q in GREEDY_QUESTIONS], GREEDY)
+
+
+@pytest.fixture(scope="module")
+def greedy(engine):
+    return engine.generate([ask(q) for q in GREEDY_QUESTIONS], GREEDY)
+
+
+def test_greedy_outputs_follow_the_transformers_engine(greedy, local_greedy):
+    agreed = [common_prefix(a.samples[0].token_ids, b.samples[0].token_ids) for a, b in zip(greedy, local_greedy)]
+    print(f"llama.cpp vs transformers greedy common-prefix tokens (of 32): {agreed}")
+    # llama.cpp runs the embedded weights converted to float16 (engine.llamacpp.weights) and
+    # rounds activations to float16 for its matmuls; transformers runs them in float32. Greedy
+    # paths part only where two candidates are within that rounding. Measured on 2026-11-29:
+    # [32, 32, 29, 15, 7, 14, 32, 32, 3, 32] (median 32). With the Q4_1 GGUF as it ships, which
+    # quantises activations to 8 bits, the same measure gives a median near 10 (the OpenAI-engine
+    # test); a wrong prompt or position parts at once nearly everywhere.
+    assert sorted(agreed)[len(agreed) // 2] >= 16
+    assert sum(a > 0 for a in agreed) >= 9
+    for out in greedy:
+        sample = out.samples[0]
+        assert sample.seed is None
+        assert sample.finish_reason == ("length" if sample.num_tokens == 32 else "stop")
+
+
+def test_continuous_refill_keeps_every_row_in_place(engine, greedy):
+    """Ten prompts through four KV streams: rows finish, free their stream and the next prompt
+    takes it, and each output still belongs to its own prompt, as decoded alone."""
+    assert engine.max_batch_size < len(GREEDY_QUESTIONS)
+    alone = [engine.generate([ask(q)], GREEDY)[0] for q in GREEDY_QUESTIONS[:3]]
+    agreed = [common_prefix(a.samples[0].token_ids, b.samples[0].token_ids) for a, b in zip(alone, greedy)]
+    # Alone or beside other rows, a row's numerics differ only by llama.cpp's batch-shape-
+    # dependent kernels, so the texts share long prefixes; a row mixed up with another would not.
+    assert min(agreed) >= 4, agreed
+    assert len({out.samples[0].text for out in greedy}) == len(GREEDY_QUESTIONS)
+
+
+def test_seeded_samples_reproduce_with_the_shared_seed_scheme(engine):
+    sampling = SamplingParams(n=3, temperature=0.8, max_new_tokens=16, seed=7)
+    first = engine.generate([ask("Suggest a name for a cat.")], sampling)[0].samples
+    again = engine.generate([ask("Suggest a name for a cat."), ask("Why is the sky blue?")], sampling)[0].samples
+    assert [s.seed for s in first] == [derive_seed(7, j) for j in range(3)]
+    assert [s.token_ids for s in first] == [s.token_ids for s in again]
+    assert len({s.text for s in first}) == 3
+
+
+def test_budget_and_stop_strings_end_samples(engine, greedy):
+    short = engine.generate([ask(GREEDY_QUESTIONS[1])], SamplingParams(temperature=0, max_new_tokens=3))[0].samples[0]
+    assert short.num_tokens == 3 and short.finish_reason == "length"
+    free = greedy[1].samples[0]
+    stop = free.text[5:9]
+    cut = engine.generate([ask(GREEDY_QUESTIONS[1])], SamplingParams(temperature=0, max_new_tokens=32, stop=(stop,)))
+    sample = cut[0].samples[0]
+    assert sample.finish_reason == "stop"
+    assert stop not in sample.text and free.text.startswith(sample.text)
+
+
+def test_scores_match_the_transformers_engine(engine, smol_engine):
+    judge = [
+        {"role": "system", "content": "Be brief."},
+        {
+            "role": "user",
+            "content": "Which answer to 'Name a colour.' is better? Response 1: Red. Response 2: I like turtles.",
+        },
+    ]
+    convs = [ask("Capital of France?"), ask("What is 12 times 12?"), judge, judge, ask("Say nothing.")]
+    continuations = ["Paris is the capital of France.", "144", "ranking: 1", "ranking: 2", ""]
+    ours = engine.score(convs, continuations)
+    local = smol_engine.score(convs, continuations)
+    assert [s.token_ids for s in ours] == [t.token_ids for t in local]
+    assert ours[-1].logprobs == []
+    diffs = [max(abs(a - b) for a, b in zip(s.logprobs, t.logprobs)) for s, t in zip(ours[:-1], local[:-1])]
+    p_ours = first_wins_probability(ours[2].total, ours[3].total)
+    p_local = first_wins_probability(local[2].total, local[3].total)
+    print(f"score: max per-token diff {[round(d, 3) for d in diffs]}; judge p_first {p_ours:.3f} vs {p_local:.3f}")
+    # float16 vs float32 arithmetic, as in the greedy test. Measured: at most 0.019 nats per
+    # token, judge p_first 0.488 vs 0.487. Scoring the wrong position is off by several nats.
+    assert max(diffs) < 0.1
+    assert abs(p_ours - p_local) < 0.03
+
+
+def test_scoring_more_sequences_than_streams_in_chunks(smol_dir):
+    """Six sequences through two streams and 16-token decode calls: prompts are fed in chunks,
+    and the log-probs equal those of roomy single calls."""
+    roomy = build_engine("smollm2-135m", settings(batch_size=8), progress=False)
+    tight = LlamaCppEngine(
+        roomy.model_path,
+        roomy.tokenizer,
+        max_batch_size=2,
+        context_per_sequence=256,
+        tokens_per_call=16,
+        progress=False,
+    )
+    convs = [ask(q) for q in GREEDY_QUESTIONS[:6]]
+    answers = ["Red, blue and yellow.", "Waves fold", "Light to sugar.", "Practice daily.", "Paris.", "144."]
+    try:
+        a, b = roomy.score(convs, answers), tight.score(convs, answers)
+    finally:
+        roomy.close()
+        tight.close()
+    assert [x.token_ids for x in a] == [y.token_ids for y in b]
+    assert max(abs(p - q) for x, y in zip(a, b) for p, q in zip(x.logprobs, y.logprobs)) < 0.1
+
+
+def test_a_prompt_longer_than_the_context_names_the_setting(engine):
+    tight = LlamaCppEngine(engine.model_path, engine.tokenizer, max_batch_size=1, context_per_sequence=32)
+    try:
+        with pytest.raises(InputError, match="context_per_sequence"):
+            tight.generate([ask("word " * 40)], GREEDY)
+        with pytest.raises(InputError, match="context_per_sequence"):
+            tight.score([ask("Hi")], ["word " * 40])
+    finally:
+        tight.close()
+
+
+def test_a_model_without_a_gguf_is_refused_naming_the_field(tiny_model_dir):
+    with pytest.raises(ConfigError, match="engine.llamacpp.gguf"):
+        build_engine(str(tiny_model_dir), settings(), progress=False)
+    with pytest.raises(ConfigError, match="engine.llamacpp.gguf: no such file"):
+        build_engine(str(tiny_model_dir), settings(llamacpp={"gguf": "/nonexistent/model.gguf"}), progress=False)
+
+
+def test_a_missing_llama_cpp_names_the_extra(monkeypatch, engine):
+    real_import = builtins.__import__
+
+    def no_llama_cpp(name, *args, **kwargs):
+        if name == "llama_cpp":
+            raise ImportError("No module named 'llama_cpp'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_llama_cpp)
+    with pytest.raises(ModelLoadError, match=r"sao\[llamacpp\]"):
+        LlamaCppEngine(engine.model_path, engine.tokenizer)
