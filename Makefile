@@ -34,7 +34,7 @@ test-fast: $(DEV_STAMP)
 demo: setup
 	$(BIN)/sao run recipes/quickstart-cpu.yaml
 
-bench: setup
+bench: $(DEV_STAMP)  # the llama.cpp engine is measured too
 	$(BIN)/python benchmarks/run_all.py
 
 lint: $(DEV_STAMP)

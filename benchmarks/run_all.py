@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["model_load.py", "generate_throughput.py", "train_throughput.py", "judge_agreement.py"]
+SCRIPTS = [
+    "model_load.py",
+    "generate_throughput.py",
+    "judge_throughput.py",
+    "train_throughput.py",
+    "judge_agreement.py",
+    "e2e_iteration.py",
+]
 
 
 def main() -> int:

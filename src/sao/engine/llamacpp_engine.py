@@ -253,8 +253,9 @@ class LlamaCppEngine:
     def _decode(self, streams: list[_Stream], wants: Callable[[_Stream, int], bool]) -> list[tuple[_Stream, int]]:
         """Feed one ``llama_decode`` call from ``streams``; returns the owner of each logit row.
 
-        Rows already decoding (one pending token) go first, so that prefilling a new prompt
-        never stalls them; prompts fill the rest of the call's token budget in chunks.
+        Rows already decoding (one pending token) go first, in stream order, so that
+        prefilling a new prompt never stalls them; prompts fill the rest of the call's token
+        budget in chunks.
         ``wants(stream, position)`` says whether a token needs its logits. Each output is
         (stream, position of the token whose logits it holds).
         """
@@ -262,7 +263,7 @@ class LlamaCppEngine:
         batch.n_tokens = 0
         outputs: list[tuple[_Stream, int]] = []
         budget = self.tokens_per_call
-        for stream in sorted(streams, key=lambda s: len(s.pending) > 1):
+        for stream in sorted(streams, key=lambda s: (len(s.pending) > 1, s.slot)):
             take = min(len(stream.pending), budget)
             for i in range(take):
                 n, pos = batch.n_tokens, stream.pos + i
@@ -304,13 +305,13 @@ class LlamaCppEngine:
         ``finished`` hears how many finished in each call.
         """
         waiting = deque(streams)
-        free = list(range(self.max_batch_size))[::-1]
+        free = list(range(self.max_batch_size))  # ascending: the lowest free slot is taken first
         active: list[_Stream] = []
         try:
             while waiting or active:
                 while waiting and free:
                     stream = waiting.popleft()
-                    stream.slot = free.pop()
+                    stream.slot = free.pop(0)
                     active.append(stream)
                 outputs = self._decode(active, wants)
                 if outputs:
@@ -319,11 +320,35 @@ class LlamaCppEngine:
                 for stream in done:
                     self.llama_cpp.llama_memory_seq_rm(self._memory, stream.slot, -1, -1)
                     free.append(stream.slot)
+                free.sort()
                 active = [s for s in active if s.pending]
+                if not waiting:
+                    self._compact(active, free)
                 finished(len(done))
         finally:
             for stream in active:  # an exception mid-run must not leave stale KV behind
                 self.llama_cpp.llama_memory_seq_rm(self._memory, stream.slot, -1, -1)
+
+    def _compact(self, active: list[_Stream], free: list[int]) -> None:
+        """Move the highest-numbered streams into lower free slots, so the active ones stay contiguous.
+
+        A llama.cpp decode call attends over the range of KV streams from its lowest to its
+        highest, and runs best with its tokens in stream order (`_decode` sorts them). With
+        the holes finished rows leave, a draining batch ran at half speed on a 2-core CPU:
+        155 vs 332 tok/s in a bare llama.cpp loop; the engine went from 162 to 264 tok/s
+        with ordering and compaction. Refilling closes holes while prompts wait; once none
+        do, this moves rows down (a copy of one stream's KV).
+        """
+        lc = self.llama_cpp
+        for stream in sorted(active, key=lambda s: -s.slot):
+            if not free or free[0] > stream.slot:
+                break
+            target = free.pop(0)
+            lc.llama_memory_seq_cp(self._memory, stream.slot, target, -1, -1)
+            lc.llama_memory_seq_rm(self._memory, stream.slot, -1, -1)
+            free.append(stream.slot)
+            free.sort()
+            stream.slot = target
 
     # ------------------------------------------------------------------ generate
     def generate(

@@ -41,7 +41,7 @@ class RunConfig(Section):
     def _local_engine(cls, v: EngineSection) -> EngineSection:
         if v.backend == "openai":
             raise ValueError(
-                "backend 'openai' cannot serve the model each iteration trains; use transformers or vllm "
+                "backend 'openai' cannot serve the model each iteration trains; use transformers, llamacpp or vllm "
                 "(an OpenAI-compatible server suits sao generate, sao eval and judges)"
             )
         return v
