@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--single-prompts", type=int, default=4)
     parser.add_argument("--naive-prompts", type=int, default=8)
+    parser.add_argument("--refill-prompts", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--reps", type=int, default=3)
@@ -126,7 +127,9 @@ def main() -> None:
     llama_settings = {"backend": "llamacpp", "llamacpp": {"n_threads": args.threads}}
     llama = build_engine(args.model, EngineSection.model_validate(llama_settings | {"batch_size": args.batch_size}))
     llama_single = build_engine(args.model, EngineSection.model_validate(llama_settings | {"batch_size": 1}))
-    for e in (llama, llama_single):
+    q8 = {"backend": "llamacpp", "batch_size": 1, "llamacpp": {"n_threads": args.threads, "weights": "q8_0"}}
+    llama_single_q8 = build_engine(args.model, EngineSection.model_validate(q8))
+    for e in (llama, llama_single, llama_single_q8):
         e.progress = False
     convs = make_prompts(args.prompts)
     encoded = encode_prompts(engine.tokenizer, convs)
@@ -134,6 +137,9 @@ def main() -> None:
     order = sorted(range(len(convs)), key=lambda i: -len(encoded[i]))
     prompts, convs_sorted = [encoded[i] for i in order], [convs[i] for i in order]
     singles = convs_sorted[: args.single_prompts]
+    # More prompts than the batch holds: the transformers engine runs length buckets one after
+    # the other, each draining to its longest row; llama.cpp refills a finished row's stream.
+    refill = make_prompts(args.refill_prompts)
     max_new = args.max_new_tokens
     greedy = SamplingParams(temperature=0, max_new_tokens=max_new)
     sampled = SamplingParams(temperature=0.7, top_p=0.95, max_new_tokens=max_new, seed=0)
@@ -167,7 +173,10 @@ def main() -> None:
                 args.reps,
                 "sampled",
             ),
+            "llamacpp_refill": (lambda: run(llama, refill, sampled), args.reps, f"sampled, {len(refill)} prompts"),
+            "engine_refill": (lambda: run(engine, refill, sampled), args.reps, f"sampled, {len(refill)} prompts"),
             "llamacpp_single": (lambda: run(llama_single, singles, sampled), args.reps, "sampled, batch 1"),
+            "llamacpp_single_q8_0": (lambda: run(llama_single_q8, singles, sampled), args.reps, "sampled, batch 1"),
             "engine_single": (lambda: run(single, singles, sampled), args.reps, "sampled, batch 1"),
         }
         # Interleave the repetitions (A B C A B C ...) so that a slow spell of this shared
@@ -183,8 +192,8 @@ def main() -> None:
                     count = sum(len(t) for t in outputs[name])
                     runs[name].append((count / seconds, count, seconds))
                     print(f"rep {rep} {name:26s} {count:6d} tok {seconds:7.2f} s", flush=True)
-    llama.close()
-    llama_single.close()
+    for e in (llama, llama_single, llama_single_q8):
+        e.close()
 
     rows = {}
     for name, measured in runs.items():
@@ -206,8 +215,15 @@ def main() -> None:
         "sampled_tok_s": rows[best]["tok_s"],
         "speedup_vs_batched_generate": ratio(best, "batched_generate_sampled"),
         "speedup_vs_naive_loop": ratio(best, "naive_loop"),
-        "single_stream_tok_s": rows["llamacpp_single"]["tok_s"],
-        "speedup_single_stream_llamacpp_vs_transformers_engine": ratio("llamacpp_single", "engine_single"),
+        "single_stream_tok_s": {
+            "llamacpp_f16": rows["llamacpp_single"]["tok_s"],
+            "llamacpp_q8_0": rows["llamacpp_single_q8_0"]["tok_s"],
+        },
+        "speedup_single_stream_llamacpp_vs_transformers_engine": {
+            "f16": ratio("llamacpp_single", "engine_single"),
+            "q8_0": ratio("llamacpp_single_q8_0", "engine_single"),
+        },
+        "speedup_refill_llamacpp_vs_transformers_engine": ratio("llamacpp_refill", "engine_refill"),
         "speedup_transformers_engine_vs_batched_generate": {
             "greedy": ratio("engine", "batched_generate"),
             "sampled": ratio("engine_sampled", "batched_generate_sampled"),
@@ -236,7 +252,8 @@ def main() -> None:
         machine_line(info),
         f"Model {args.model}: transformers in {result['config']['dtype']}, llama.cpp on "
         f"{result['config']['llamacpp_weights']}. {args.prompts} prompts, max_new_tokens {max_new}, batch size "
-        f"{args.batch_size} (single-stream rows: batch 1, first {args.single_prompts} prompts); median of "
+        f"{args.batch_size} (refill rows: {args.refill_prompts} prompts; single-stream rows: batch 1, first "
+        f"{args.single_prompts} prompts; llama.cpp runs float16 weights except the q8_0 row); median of "
         f"{args.reps} interleaved runs (naive loop: 1 run over the first {args.naive_prompts} prompts). Greedy text "
         f"of the transformers engine identical to batched generate on {same_text}/{len(prompts)} prompts and to "
         f"the naive loop on {same_naive}/{len(outputs['naive_loop'])}; llama.cpp vs transformers engine: "
@@ -248,7 +265,7 @@ def main() -> None:
     baseline = {"greedy": "batched_generate", "sampled": "batched_generate_sampled"}
     for name, (_, _, mode) in methods.items():
         r = rows[name]
-        vs_batched = f"{ratio(name, baseline[mode])}x" if mode in baseline else ""
+        vs_batched = f"{ratio(name, baseline[mode])}x" if mode in baseline else "n/a (other prompts)"
         cells = [name, mode, r["tokens"], f"{r['seconds']:.2f}", f"{r['tok_s']:.1f}", vs_batched]
         cells.append(f"{ratio(name, 'naive_loop')}x")
         lines.append("| " + " | ".join(map(str, cells)) + " |")

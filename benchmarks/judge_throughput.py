@@ -17,7 +17,7 @@ Methods, timed in one process on the same judge requests:
 Both in-process engines are measured (transformers, and llama.cpp when installed). Figures
 are pairs/s, medians of ``--reps`` interleaved runs.
 
-Usage: python benchmarks/judge_throughput.py [--pairs 24 --answer-chars 1200 --reps 3]
+Usage: python benchmarks/judge_throughput.py [--pairs 12 --answer-chars 1200 --reps 3]
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--mt-bench", type=Path, default=MT_BENCH)
-    parser.add_argument("--pairs", type=int, default=24)
+    parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--answer-chars", type=int, default=1200)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
