@@ -28,6 +28,7 @@ from sao.errors import ModelLoadError
 log = logging.getLogger(__name__)
 
 WeightType = Literal["f16", "q8_0", "f32"]
+TRAINED_GGUF = "model.gguf"  # written into a trained model's directory; the llama.cpp engine looks for it there
 ARCHITECTURES = ("LlamaForCausalLM",)
 
 
@@ -147,7 +148,7 @@ def ensure_gguf(model_dir: Path, source_gguf: Path, weight_type: WeightType = "f
     """``model_dir/model.gguf``, exported from the directory's HF weights on first use."""
     from transformers import AutoModelForCausalLM
 
-    dest = model_dir / "model.gguf"
+    dest = model_dir / TRAINED_GGUF
     if not dest.is_file():
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
         export_gguf(model, source_gguf, dest, weight_type=weight_type)

@@ -42,6 +42,7 @@ from sao.engine.scoring import expand, group_requests
 from sao.engine.stops import StopStrings
 from sao.engine.types import Completion, Conversation, SamplingParams, TokenLogprobs
 from sao.errors import ConfigError, InputError, ModelLoadError
+from sao.gguf_export import TRAINED_GGUF
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,6 @@ def _import_llama_cpp() -> Any:
     return llama_cpp
 
 
-TRAINED_GGUF = "model.gguf"  # what sao run writes into a trained model's directory for this engine
 _silence: Any = None  # the C log callback must outlive every context, so it is kept here
 _GGML_LOG_LEVEL_ERROR = 3  # ggml.h's enum ggml_log_level; llama-cpp-python does not export it
 
@@ -424,14 +424,13 @@ class LlamaCppEngine:
 
         def step(outputs: list[tuple[_Stream, int]], logits: torch.Tensor) -> None:
             norm = logits.logsumexp(-1)
+            following = torch.tensor([stream.tokens[pos + 1] for stream, pos in outputs])  # type: ignore[index]
+            values = (logits.gather(-1, following[:, None]).squeeze(-1) - norm).tolist()
             for row, (stream, pos) in enumerate(outputs):
-                group = groups[stream.index]
                 if pos == stream.length - 2:  # the last position: every member's final token
-                    lasts[stream.index] = (logits[row, group.last_tokens] - norm[row]).tolist()
+                    lasts[stream.index] = (logits[row, groups[stream.index].last_tokens] - norm[row]).tolist()
                 else:
-                    heads[stream.index][pos - first_scored(stream)] = float(
-                        logits[row, stream.tokens[pos + 1]] - norm[row]
-                    )  # type: ignore[index]
+                    heads[stream.index][pos - first_scored(stream)] = values[row]
 
         bar = tqdm(total=len(streams), unit="seq", desc="score", disable=not self.progress, leave=False)
         try:
