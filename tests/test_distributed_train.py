@@ -4,7 +4,8 @@ CI runs a real 2-process data-parallel (gloo, CPU) SimPO run of `python -m sao t
 tiny model, with recipes/accelerate/ddp-cpu.yaml, and checks that it is one training run over
 two processes, not two runs racing: the world size, one model written once, the same weights
 as a single process with the same global batch, a rerun that is skipped on both ranks, and a
-run killed after its first checkpoint that resumes on both ranks to the same weights. It also
+run killed after its first checkpoint that resumes on both ranks to the same weights (all in
+float32), and a bf16 mixed-precision run over fp32 master weights. It also
 runs the shipped fsdp.yaml (FSDP2) on 2 CPU processes. ZeRO-3 needs DeepSpeed, an optional
 extra not installed here: its config is only checked to be what `accelerate launch` accepts.
 """
@@ -44,8 +45,12 @@ PAIRS = [
     for i in range(8)
 ]
 # 2 pairs per process per step: with 2 processes, 8 pairs are 2 optimiser steps (4 alone).
+# float32 on every machine: the runs below are compared to 1e-5, and in bf16 a gradient near 0
+# can change sign with the summation order (2 + 2 pairs or 4) and move a weight by lr the other
+# way. `test_ddp_cpu_trains_in_bf16_mixed_precision` covers bf16.
 TRAIN = {
     "method": "simpo",
+    "dtype": "float32",
     "learning_rate": 1e-3,
     "lr_scheduler": "constant",
     "warmup_ratio": 0.0,
@@ -178,6 +183,25 @@ def test_ddp_cpu_simpo_is_one_run_over_two_processes(ddp_run, work, single_weigh
     again = ok(launch(["--config_file", str(DDP_CPU)], train_args(work, out), work["root"]))
     assert again.stderr.count("train: done already") == PROCESSES
     assert (model_dir / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_ddp_cpu_trains_in_bf16_mixed_precision(work):
+    """bf16 on CPUs (native or not) over 2 processes: autocast in bf16 over fp32 master weights."""
+    recipe = work["root"] / "recipe-bf16.yaml"
+    recipe.write_text(yaml.safe_dump({"train": {**TRAIN, "dtype": "bfloat16"}}))
+    out = work["root"] / "ddp-bf16"
+    args = train_args(work, out)
+    args[args.index("--recipe") + 1] = str(recipe)
+    ok(launch(["--config_file", str(DDP_CPU)], args, work["root"]))
+    stats = json.loads((out / "manifest.json").read_text())["stages"]["train"]["stats"]
+    assert stats["processes"] == PROCESSES and stats["steps"] == STEPS
+    assert stats["compute_dtype"] == "bfloat16" and stats["weights_dtype"] == "float32"
+    assert math.isfinite(stats["final_loss"]) and stats["final_loss"] < stats["first_loss"]
+    trained = load_file(str(out / "model" / "model.safetensors"))
+    start = load_file(str(work["model"] / "model.safetensors"))
+    assert all(t.dtype == torch.float32 for t in trained.values())
+    assert max((trained[k] - start[k]).abs().max().item() for k in start) > 1e-4
 
 
 @pytest.mark.slow

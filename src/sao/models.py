@@ -141,7 +141,9 @@ def model_fingerprint(path: str, model: Any = None) -> str:
     """A short, stable identity for a model's weights.
 
     For a local directory: sha256 of config.json and of each weight file (see
-    `_file_digest`). For a hub id: the resolved commit hash.
+    `_file_digest`). For a hub id: ``hf:<id>@<commit>``, the commit the loaded model
+    came from, or else the one the local HF cache resolves ``main`` to
+    (`cached_hub_commit`); ``@unknown`` when neither is known (not downloaded yet).
     """
     local = Path(path)
     if local.is_dir():
@@ -152,8 +154,25 @@ def model_fingerprint(path: str, model: Any = None) -> str:
         for weights in sorted(local.glob("*.safetensors")):
             _file_digest(weights, h)
         return "sha256:" + h.hexdigest()[:16]
-    commit = getattr(getattr(model, "config", None), "_commit_hash", None)
+    commit = getattr(getattr(model, "config", None), "_commit_hash", None) or cached_hub_commit(path)
     return f"hf:{path}@{commit or 'unknown'}"
+
+
+def cached_hub_commit(repo_id: str, revision: str = "main") -> str | None:
+    """The commit ``revision`` of a hub model resolves to in the local HF cache, read offline.
+
+    The cache (``HF_HUB_CACHE``, read when called) keeps ``models--<org>--<name>/refs/<revision>``
+    holding a commit, and the files under ``snapshots/<commit>/``. Returns None when the
+    model's config.json is not cached for that revision.
+    """
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cache_dir = os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir, revision=revision)
+    except ValueError:  # not a valid repo id
+        return None
+    return Path(found).parent.name if isinstance(found, str) else None
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -164,12 +183,26 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 matmuls run natively (not emulated, which is slower than fp32)."""
+    """Whether bf16 matmuls run natively (not emulated, which is slower than fp32).
+
+    On x86 CPUs that means the AVX512-BF16 or AMX instructions. oneDNN's own check
+    (``_is_mkldnn_bf16_supported``) also says yes on any AVX-512 CPU without them
+    (Skylake, Cascade Lake), where it emulates bf16; on ARM it means the BF16 extension.
+    On CUDA, torch's default check also counts emulation (pre-Ampere GPUs): not here.
+    """
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return False
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    if _is_x86():
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def _is_x86() -> bool:
+    import platform
+
+    return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -247,7 +280,11 @@ def load_model(
 
 
 def model_info(spec: str) -> dict[str, Any]:
-    """Identity of a model for a run manifest, read from its files without loading it (hashes the weights)."""
+    """Identity of a model for a run manifest, read from its files without loading it (hashes the weights).
+
+    Returns ``spec``, ``path`` (a directory, or the hub id) and ``fingerprint`` (`model_fingerprint`;
+    for a hub id, the commit the local HF cache holds, so a changed hub revision is detected on resume).
+    """
     path = resolve_model_path(spec)
     return {"spec": spec, "path": path, "fingerprint": model_fingerprint(path)}
 
@@ -270,6 +307,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "EMBEDDED_MODELS",
     "LoadedModel",
+    "cached_hub_commit",
     "describe",
     "load_model",
     "model_fingerprint",

@@ -56,7 +56,9 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="'auto': bf16 where the device computes it natively, else float32."
+        "auto",
+        description="Compute precision. 'auto': bf16 where the device computes it natively, else float32. "
+        "bf16 and float16 are mixed precision over float32 master weights (docs/training.md).",
     )
     gradient_checkpointing: bool = Field(True, description="Recompute activations in backward (less memory).")
     lora: LoraSection = Field(default_factory=LoraSection)

@@ -109,6 +109,10 @@ def summarise(history: list[dict[str, Any]], tokens: int, epochs: float) -> dict
     return out
 
 
+def _name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def _save_model(trainer: Any, config: TrainConfig, model_dir: Path, is_main: bool) -> None:
     """Write a plain HF model (LoRA merged) + tokenizer to ``model_dir`` via a temp dir and a rename."""
     tmp = model_dir.with_name(model_dir.name + ".partial")
@@ -154,7 +158,14 @@ def run_train(
     from sao.train.card import write_card
     from sao.train.curves import plot_curves
     from sao.train.tokenize import preference_examples, sft_examples
-    from sao.train.trainers import build_trainer, launched_world_size, training_arguments
+    from sao.train.trainers import (
+        build_trainer,
+        launched_world_size,
+        needs_reference,
+        sharding_engine,
+        training_arguments,
+        weights_dtype,
+    )
 
     out_dir = Path(out_dir)
     model_dir = Path(model_dir) if model_dir else out_dir / "model"
@@ -162,14 +173,16 @@ def run_train(
     rows = load_rows(pairs_file)
     run_config = {"train": config.model_dump(), "pairs": str(pairs_file), "pairs_digest": _digest(pairs_file)}
     info = model_info(model)
-    # Resolved for the device that trains (a GPU when there is one), though the model loads on the CPU
-    # and the trainer moves it.
-    dtype = str(pick_dtype(config.dtype, pick_device("auto"))).removeprefix("torch.")
+    # What the model computes in, resolved for the device that trains (a GPU when there is one),
+    # though the model loads on the CPU and the trainer moves it.
+    compute = pick_dtype(config.dtype, pick_device("auto"))
     # The trainer's config comes first: under DeepSpeed ZeRO-3 the model must be loaded after it.
     # It also sets up the process group, so it must come before any question of who is the main
     # process: a bare `accelerate.PartialState()` asked earlier saw no group on CPUs, and every
     # rank opened the run directory as the main one (a race on manifest.json).
-    args = training_arguments(config, out_dir / "checkpoints", bf16=dtype == "bfloat16", progress=progress)
+    args = training_arguments(config, out_dir / "checkpoints", compute=compute, progress=progress)
+    weights = weights_dtype(compute, lora=config.lora.enabled, sharded=sharding_engine(args) is not None)
+    precision = {"compute_dtype": _name(compute), "weights_dtype": _name(weights)}
     launched = launched_world_size()
     if args.world_size != launched:
         raise ConfigError(
@@ -186,14 +199,18 @@ def run_train(
         return TrainResult(model_dir, store.manifest.stages[STAGE].stats, store, is_main)
 
     started = time.perf_counter()
-    loaded = load_model(model, device="cpu", dtype=dtype, trust_remote_code=trust_remote_code)
+    loaded = load_model(model, device="cpu", dtype=_name(weights), trust_remote_code=trust_remote_code)
+    # The DPO family's reference: the starting weights (in `sao run`, the previous iterate),
+    # loaded a second time in the same dtype as the policy, frozen by the trainer.
+    reference = None
+    if needs_reference(config):
+        reference = load_model(model, device="cpu", dtype=_name(weights), trust_remote_code=trust_remote_code).model
     build = sft_examples if config.method == "sft" else preference_examples
     tokenized = build(loaded.tokenizer, rows, config.max_length)
     if not tokenized.examples:
         raise InputError(f"{pairs_file}: every row was dropped ({tokenized.dropped}); raise train.max_length")
-    trainer = build_trainer(
-        config, loaded.model, loaded.tokenizer, datasets.Dataset.from_list(tokenized.examples), args
-    )
+    dataset = datasets.Dataset.from_list(tokenized.examples)
+    trainer = build_trainer(config, loaded.model, loaded.tokenizer, dataset, args, ref_model=reference)
     last = last_complete_checkpoint(Path(args.output_dir))
     if last:
         log.info("train: resuming from %s", last)
@@ -213,6 +230,7 @@ def run_train(
         **summarise(history, tokenized.tokens, config.epochs),
         "resumed_from": last.name if last else None,
         "processes": args.world_size,
+        **precision,
         "seconds": round(time.perf_counter() - started, 1),
         "peak_rss_mb": peak_rss_mb(),
     }
