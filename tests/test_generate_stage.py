@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from sao.errors import ConfigError, InputError
+from sao.errors import ConfigError, InputError, ResumeConflictError
 from sao.stages.generate import GenerateConfig, load_prompts, run_generate, validate_config
 
 
@@ -67,3 +67,23 @@ def test_run_generate_resumes_without_loss_or_duplicates(tmp_path, tiny_engine):
     assert all(len(r["samples"]) == 2 and r["schema_version"] == 1 for r in rows)
     stats = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["generations"]
     assert stats["status"] == "done" and stats["rows"] == 6 and stats["stats"]["samples"] == 12
+
+
+def test_resume_with_changed_prompts_under_the_same_ids_is_refused(tmp_path, tiny_engine):
+    """Issue 14: explicit ids (or AlpacaEval's positions) that now name other prompts must not keep old answers."""
+    config = GenerateConfig(model="tiny", n=1, max_new_tokens=2)
+    first = write_jsonl(tmp_path / "a.jsonl", [{"id": 0, "prompt": "question 0"}, {"id": 1, "prompt": "question 1"}])
+    run_generate(tiny_engine, config, load_prompts(first), tmp_path / "run", progress=False)
+    other = write_jsonl(tmp_path / "b.jsonl", [{"id": 0, "prompt": "question 0"}, {"id": 1, "prompt": "other"}])
+    with pytest.raises(ResumeConflictError, match=r"generations\.jsonl: the row for id '1' was made from a different"):
+        run_generate(tiny_engine, config, load_prompts(other), tmp_path / "run", progress=False)
+    # A system message goes into the messages, not the config: it changes the input too.
+    with pytest.raises(ResumeConflictError, match=r"generations\.jsonl: the row for id '0'"):
+        run_generate(tiny_engine, config, load_prompts(first, system="be brief"), tmp_path / "run", progress=False)
+    # --force answers the new prompts (the old answers move to superseded/).
+    store, result = run_generate(tiny_engine, config, load_prompts(other), tmp_path / "run", force=True, progress=False)
+    assert (result.written, result.skipped) == (2, 0)
+    assert {r["id"]: r["messages"][-1]["content"] for r in store.rows("generations")} == {
+        "0": "question 0",
+        "1": "other",
+    }

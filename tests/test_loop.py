@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 from sao.loop.config import RunConfig
 from sao.loop.run import run_loop
 from sao.recipe import validate
-from sao.store import read_rows
+from sao.stage import kept
+from sao.store import RunStore, read_rows
 
 
 def tiny_recipe(model_dir: Path) -> dict:
@@ -26,7 +27,7 @@ def tiny_recipe(model_dir: Path) -> dict:
     return {
         "model": str(model_dir),
         "iterations": 2,
-        "engine": {"batch_size": 8},
+        "engine": {"batch_size": 8, "dtype": "float32"},
         "synth": {
             "num_prompts": 12,
             "personas": sampled,
@@ -41,9 +42,14 @@ def tiny_recipe(model_dir: Path) -> dict:
             "report_to": "none",
             "gradient_checkpointing": False,
             "save_steps": 1,
+            "dtype": "float32",
         },
         "report": {"prompts": ["Say hi.", "Name a colour."], "max_new_tokens": 16},
     }
+
+
+# Rows per append in both runs: a 12-prompt stage is then written in 3 chunks, so a kill can land inside it.
+CHUNK_SIZE = 4
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -56,6 +62,29 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.05)
 
 
+def _half_written(synth: Path, stage: str, previous: str) -> tuple[int, int] | None:
+    """(rows written, rows due) when ``stage`` holds some but not all of its rows, else None."""
+    done = read_rows(synth / f"{stage}.jsonl")
+    if not done:
+        return None
+    due = len(kept(read_rows(synth / f"{previous}.jsonl")))
+    return (len(done), due) if len(done) < due else None
+
+
+def _kill_inside_stage(proc: subprocess.Popen, synth: Path, stage: str, previous: str, timeout: float = 300) -> int:
+    """SIGKILL ``proc`` while ``stage`` is half written; returns how many rows it had."""
+    deadline = time.monotonic() + timeout
+    while (partial := _half_written(synth, stage, previous)) is None:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{synth / stage}.jsonl was never seen half written")
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = len(read_rows(synth / f"{stage}.jsonl"))
+    assert written < partial[1], f"{stage} finished before the kill landed"
+    return written
+
+
 def _portable(row: dict) -> dict:
     """A row without the model's path, which names the run directory (pairs record it)."""
     if "generation" in row:
@@ -66,7 +95,7 @@ def _portable(row: dict) -> dict:
 def _sao_run(recipe: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "sao", "run", str(recipe), "--out", str(out)],
+        [sys.executable, "-m", "sao", "run", str(recipe), "--out", str(out), "--chunk-size", str(CHUNK_SIZE)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
@@ -77,7 +106,8 @@ def _sao_run(recipe: Path, out: Path) -> subprocess.Popen:
 def reference(tmp_path_factory: pytest.TempPathFactory, chatty_tiny_dir: Path):
     """The same recipe, run once without interruption (in-process)."""
     out = tmp_path_factory.mktemp("loop-reference")
-    iterations = run_loop(validate(RunConfig, tiny_recipe(chatty_tiny_dir)), out, progress=False)
+    config = validate(RunConfig, tiny_recipe(chatty_tiny_dir))
+    iterations = run_loop(config, out, progress=False, chunk_size=CHUNK_SIZE)
     return out, iterations
 
 
@@ -88,6 +118,9 @@ def test_two_iterations_chain_models_and_write_reports(reference) -> None:
     assert second.model_in == str(first.model_out)  # iteration 2 starts from iteration 1's model
     assert first.synth.manifest.config["seed"] + 1 == second.synth.manifest.config["seed"]
     for it in iterations:
+        # Every manifest names the engine, so a resume on another backend or dtype is refused (issue 14).
+        for store in (it.synth, it.before, it.after):
+            assert store.manifest.model["backend"] == "transformers" and store.manifest.model["dtype"]
         pairs = it.synth.manifest.stages["pairs"].rows
         assert pairs > 0
         assert it.train_stats["examples"] == pairs
@@ -109,16 +142,15 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path, reference, chatty
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe(chatty_tiny_dir)))
     out = tmp_path / "run"
-    # Kill once mid-synthesis (iteration 1's responses started) and once mid-training
-    # (iteration 2's second checkpoint begun, maybe half-written), then let a third invocation finish.
-    for marker in (
-        out / "iter-1" / "synth" / "responses.jsonl",
-        out / "iter-2" / "train" / "checkpoints" / "checkpoint-2",
-    ):
-        proc = _sao_run(recipe, out)
-        _wait_for(marker, proc)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    # Kill once inside a half-written stage (iteration 1's responses: some rows appended, not all),
+    # and once mid-training (iteration 2's second checkpoint begun, maybe half-written), then let a
+    # third invocation finish.
+    written = _kill_inside_stage(_sao_run(recipe, out), out / "iter-1" / "synth", "responses", "prompts")
+    assert written > 0
+    proc = _sao_run(recipe, out)
+    _wait_for(out / "iter-2" / "train" / "checkpoints" / "checkpoint-2", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
     proc = _sao_run(recipe, out)
     output = proc.communicate(timeout=600)[0].decode()
     assert proc.returncode == 0, output
@@ -135,5 +167,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path, reference, chatty
         ref_model = load_file(str(ref_out / it / "model" / "model.safetensors"))
         worst = max((trained[k] - ref_model[k]).abs().max().item() for k in trained)
         assert worst < 1e-4, f"{it}: resumed training differs from the uninterrupted run by {worst}"
+    responses = RunStore.load(out / "iter-1" / "synth").manifest.stages["responses"]
+    assert responses.attempts == 2 and responses.seconds > 0  # the killed attempt's time is kept
     manifest = json.loads((out / "iter-2" / "train" / "manifest.json").read_text())
     assert manifest["stages"]["train"]["stats"]["resumed_from"] is not None

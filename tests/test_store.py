@@ -88,3 +88,113 @@ def test_stage_file_loads_with_datasets(tmp_path):
     ds = store.load_dataset("gen")
     assert ds.num_rows == 5
     assert ds["value"] == [0, 1, 2, 3, 4]
+
+
+# Issue 14: a row's identity includes its input; the engine, the stats and the manifest survive a resume.
+
+
+def _run(store, items, *, fail_after=None):
+    """run_stage over (id, text) items; a row holds its text upper-cased. ``fail_after`` chunks: a kill."""
+    from sao.stage import run_stage
+
+    calls = []
+
+    def process(chunk):
+        if fail_after is not None and len(calls) == fail_after:
+            raise KeyboardInterrupt  # stands in for a kill between chunks
+        calls.append(chunk)
+        return [Text(id=i, text=t.upper()) for i, t in chunk]
+
+    return run_stage(store, "s", items, key=lambda item: item[0], process=process, chunk_size=2, progress=False)
+
+
+class Text(BaseModel):
+    id: str
+    schema_version: int = 1
+    text: str
+
+
+def test_resume_with_a_changed_input_for_an_id_is_refused(tmp_path):
+    store = RunStore.open(tmp_path / "run", {"n": 2})
+    _run(store, [("a", "x"), ("b", "y")])
+    again = RunStore.open(tmp_path / "run", {"n": 2})
+    # Same config, same ids, but b's input is another text: keeping the old row would be a silent stale answer.
+    with pytest.raises(ResumeConflictError, match=r"s\.jsonl: the row for id 'b' was made from a different input"):
+        _run(again, [("a", "x"), ("b", "z"), ("c", "w")])
+    assert all(r["input_digest"].startswith("sha256:") for r in again.rows("s"))
+    assert [r["text"] for r in again.rows("s")] == ["X", "Y"]  # nothing appended
+    # The same inputs, plus a new one, resume as before.
+    result = _run(again, [("a", "x"), ("b", "y"), ("c", "w")])
+    assert (result.written, result.skipped) == (1, 2)
+
+
+def test_force_redoes_a_stage_whose_input_changed(tmp_path):
+    store = RunStore.open(tmp_path / "run", {"n": 2})
+    _run(store, [("a", "x"), ("b", "y")])
+    forced = RunStore.open(tmp_path / "run", {"n": 2}, force=True)
+    result = _run(forced, [("a", "x"), ("b", "z")])
+    assert (result.written, result.skipped) == (2, 0)
+    assert [r["text"] for r in forced.rows("s")] == ["X", "Z"]
+    old = list((tmp_path / "run" / "superseded").glob("*/s.jsonl"))
+    assert len(old) == 1 and [r["text"] for r in read_rows(old[0])] == ["X", "Y"]
+
+
+def test_rows_without_an_input_digest_are_refused_with_a_clear_message(tmp_path):
+    store = RunStore.open(tmp_path / "run", {"n": 2})
+    with store.writer("s") as w:  # as sao wrote rows before input digests
+        w.write([Text(id="a", text="X")])
+    with pytest.raises(ResumeConflictError, match=r"s\.jsonl: the row for id 'a' was written by an older sao"):
+        _run(store, [("a", "x")])
+
+
+def test_changed_engine_is_refused_like_changed_weights(tmp_path):
+    model = {"fingerprint": "x", "backend": "transformers", "dtype": "float32"}
+    RunStore.open(tmp_path / "run", {"n": 2}, model)
+    with pytest.raises(
+        ResumeConflictError, match=r"engine \(backend 'transformers' -> 'llamacpp'.*weights None -> 'q8_0'"
+    ):
+        RunStore.open(tmp_path / "run", {"n": 2}, {"fingerprint": "x", "backend": "llamacpp", "weights": "q8_0"})
+    with pytest.raises(ResumeConflictError, match=r"engine \(dtype 'float32' -> 'bfloat16'\)"):
+        RunStore.open(tmp_path / "run", {"n": 2}, model | {"dtype": "bfloat16"})
+    RunStore.open(tmp_path / "run", {"n": 2}, dict(model))  # the same engine resumes
+
+
+def test_stage_time_and_attempts_survive_a_resume(tmp_path):
+    store = RunStore.open(tmp_path / "run", {"n": 2})
+    store.stage_started("s")
+    store.stage_done("s", rows=0, stats={"k": 1})
+    store.stage_started("s")  # a rerun starts the stage again: what the first run recorded stays
+    assert store.manifest.stages["s"].stats == {"k": 1}
+    items = [(str(i), "t") for i in range(6)]
+    fresh = RunStore.open(tmp_path / "run2", {"n": 2})
+    with pytest.raises(KeyboardInterrupt):
+        _run(fresh, items, fail_after=2)  # killed after 2 of 3 chunks
+    first = RunStore.load(tmp_path / "run2").manifest.stages["s"]
+    assert (first.status, first.rows, first.attempts) == ("running", 4, 1)
+    again = RunStore.open(tmp_path / "run2", {"n": 2})
+    _run(again, items)
+    status = RunStore.load(tmp_path / "run2").manifest.stages["s"]
+    assert (status.status, status.rows, status.attempts) == ("done", 6, 2)
+    assert status.seconds >= first.seconds
+    _run(again, items)  # nothing left to do: not an attempt
+    assert RunStore.load(tmp_path / "run2").manifest.stages["s"].attempts == 2
+
+
+def test_manifest_is_fsynced_before_it_replaces_the_old_one(tmp_path, monkeypatch):
+    import os
+
+    fsynced = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        fsynced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    store = RunStore.open(tmp_path / "run", {"n": 2})
+    fsynced.clear()
+    store.stage_started("s")
+    assert any(os.path.basename(p).startswith(".manifest.json") for p in fsynced), fsynced
+    assert str(tmp_path / "run") in fsynced  # the rename itself is made durable
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["s"]["status"] == "running"
+    assert not list((tmp_path / "run").glob(".manifest.json*"))  # no temp file left behind

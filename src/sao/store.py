@@ -7,7 +7,9 @@ Layout of a run directory::
     superseded/<time>/     earlier contents, moved aside (never deleted) by ``--force``
 
 Rows are appended as whole lines and fsynced, so a crash leaves at most a torn last
-line; reopening drops it, and a restarted stage skips every id already written.
+line; reopening drops it, and a restarted stage skips every id already written. Each row
+carries ``input_digest``, a hash of the input it was made from, so that a resume whose
+input for an id has changed is refused rather than keeping a stale row (issue 14).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from sao import __version__
+from sao.atomic import write_text_atomic
 from sao.errors import InputError, ResumeConflictError, StoreCorruptError
 from sao.jsonl import parse_jsonl_lines
 
@@ -49,6 +52,10 @@ class StageStatus(BaseModel):
     started_at: str = Field(default_factory=_now)
     finished_at: str | None = None
     stats: dict[str, Any] = Field(default_factory=dict)
+    # Wall time summed over every invocation that wrote rows, a killed one included up to its
+    # last chunk; ``attempts`` counts those invocations (more than 1: the stage was resumed).
+    seconds: float = 0.0
+    attempts: int = 0
 
 
 class Manifest(BaseModel):
@@ -90,13 +97,16 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
 class ResumableWriter:
     """Appends rows to a stage file; skips ids that are already there.
 
-    On open, a torn last line left by a crash is cut off and logged.
+    On open, a torn last line left by a crash is cut off and logged. ``input_digests`` maps
+    each id already written to the digest of the input it was made from (None for a row
+    written before sao recorded digests).
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.torn_bytes = 0
         self.done_ids: set[str] = set()
+        self.input_digests: dict[str, str | None] = {}
         if self.path.exists():
             rows, end = _read_rows(self.path)
             self.torn_bytes = self.path.stat().st_size - end
@@ -106,22 +116,43 @@ class ResumableWriter:
                 )
                 os.truncate(self.path, end)
             self.done_ids = {row["id"] for row in rows}
+            self.input_digests = {row["id"]: row.get("input_digest") for row in rows}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("ab")
 
-    def write(self, rows: Sequence[BaseModel]) -> int:
-        """Append the rows whose ids are new, durably; returns how many were written."""
-        fresh = []
+    def write(self, rows: Sequence[BaseModel], input_digests: Mapping[str, str] | None = None) -> int:
+        """Append the rows whose ids are new, durably; returns how many were written.
+
+        A row whose id is in ``input_digests`` is written with that digest as its last
+        field, ``input_digest``.
+        """
+        input_digests = input_digests or {}
+        lines = []
         for row in rows:
-            if row.id not in self.done_ids:  # type: ignore[attr-defined]
-                self.done_ids.add(row.id)  # type: ignore[attr-defined]
-                fresh.append(row)
-        if fresh:
+            row_id = row.id  # type: ignore[attr-defined]
+            if row_id in self.done_ids:
+                continue
+            self.done_ids.add(row_id)
+            line = row.model_dump_json()
+            if (digest := input_digests.get(row_id)) is not None:
+                # Spliced into the row's own JSON so that every row model carries it without a field of its own.
+                line = f'{line[:-1]},"input_digest":{json.dumps(digest)}}}'
+            self.input_digests[row_id] = digest
+            lines.append(line.encode() + b"\n")
+        if lines:
             # One write per batch of whole lines: a crash can tear only the last line.
-            self._file.write(b"".join(row.model_dump_json().encode() + b"\n" for row in fresh))
+            self._file.write(b"".join(lines))
             self._file.flush()
             os.fsync(self._file.fileno())
-        return len(fresh)
+        return len(lines)
+
+    def changed_input(self, input_digests: Mapping[str, str]) -> tuple[str, str | None] | None:
+        """The first id (in ``input_digests``' order) already written from a different input, with
+        the digest its row records (None: an old row without one); None when every input matches."""
+        for row_id, digest in input_digests.items():
+            if row_id in self.done_ids and self.input_digests.get(row_id) != digest:
+                return row_id, self.input_digests.get(row_id)
+        return None
 
     def close(self) -> None:
         self._file.close()
@@ -133,6 +164,16 @@ class ResumableWriter:
         self.close()
 
 
+# What a manifest's ``model`` records about the engine; a resume must run the same one.
+ENGINE_KEYS = ("backend", "dtype", "weights", "gguf")
+
+
+def _known(fingerprint: str | None) -> str | None:
+    """A fingerprint, or None when it identifies nothing: a hub model that was not in the local
+    HF cache when the run started is recorded as ``hf:<id>@unknown``."""
+    return None if fingerprint is None or fingerprint.endswith("@unknown") else fingerprint
+
+
 def _config_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     keys = sorted(set(old) | set(new))
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
@@ -141,9 +182,10 @@ def _config_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
 class RunStore:
     """A run directory. Open it with `RunStore.open`, which checks the config on resume."""
 
-    def __init__(self, root: Path, manifest: Manifest):
+    def __init__(self, root: Path, manifest: Manifest, *, force: bool = False):
         self.root = root
         self.manifest = manifest
+        self.force = force  # --force: a stage whose input changed starts over too (see `sao.stage.run_stage`)
 
     @classmethod
     def open(
@@ -152,8 +194,9 @@ class RunStore:
         """Create ``root`` or resume it.
 
         ``config`` holds every setting that changes the rows; ``model`` carries the model's
-        ``fingerprint``. Resuming with a different config or model raises ResumeConflictError
-        unless ``force``, which moves the old contents to ``superseded/`` and starts afresh.
+        ``fingerprint`` and the engine that runs it (``backend``, ``dtype``, ``weights``, ``gguf``).
+        Resuming with a different config, model or engine raises ResumeConflictError unless
+        ``force``, which moves the old contents to ``superseded/`` and starts afresh.
         """
         root = Path(root)
         model = model or {}
@@ -168,11 +211,11 @@ class RunStore:
                     "(old files are kept under superseded/) or choose another output directory"
                 )
             if not conflict:
-                return cls(root, old)
+                return cls(root, old, force=force)
             moved = cls._supersede(root)
             log.warning("config changed (%s); moved the earlier run to %s", conflict, moved)
         root.mkdir(parents=True, exist_ok=True)
-        store = cls(root, new)
+        store = cls(root, new, force=force)
         store.save()
         return store
 
@@ -188,9 +231,19 @@ class RunStore:
     def _conflict(old: Manifest, new: Manifest) -> str | None:
         if old.config_hash != new.config_hash:
             return f"config ({_config_diff(old.config, new.config)})"
-        old_fp, new_fp = old.model.get("fingerprint"), new.model.get("fingerprint")
+        old_fp, new_fp = _known(old.model.get("fingerprint")), _known(new.model.get("fingerprint"))
         if old_fp and new_fp and old_fp != new_fp:
             return f"model (fingerprint {old_fp} -> {new_fp})"
+        # The engine changes the rows as much as the weights do: rows from two engines must not mix.
+        if "backend" in old.model and "backend" in new.model:
+            changed = [
+                f"{key} {old.model.get(key)!r} -> {new.model.get(key)!r}"
+                for key in ENGINE_KEYS
+                if old.model.get(key) != new.model.get(key)
+                and not (key == "dtype" and key not in old.model)  # older manifests recorded no dtype
+            ]
+            if changed:
+                return f"engine ({', '.join(changed)})"
         return None
 
     @staticmethod
@@ -203,10 +256,8 @@ class RunStore:
         return dest
 
     def save(self) -> None:
-        """Write the manifest atomically (temp file + rename)."""
-        tmp = self.root / f".{MANIFEST}.tmp"
-        tmp.write_text(self.manifest.model_dump_json(indent=2))
-        os.replace(tmp, self.root / MANIFEST)
+        """Write the manifest atomically and durably (`sao.atomic.write_text_atomic`)."""
+        write_text_atomic(self.root / MANIFEST, self.manifest.model_dump_json(indent=2))
 
     def stage_path(self, stage: str) -> Path:
         return self.root / f"{stage}.jsonl"
@@ -217,9 +268,19 @@ class RunStore:
     def rows(self, stage: str) -> list[dict[str, Any]]:
         return read_rows(self.stage_path(stage))
 
-    def stage_started(self, stage: str) -> None:
-        previous = self.manifest.stages.get(stage)
-        self.manifest.stages[stage] = StageStatus(started_at=previous.started_at) if previous else StageStatus()
+    def stage_started(self, stage: str, *, attempt: bool = True) -> None:
+        """Mark ``stage`` running. What earlier attempts recorded (start time, seconds, stats)
+        is kept; ``attempt`` counts this invocation as one more that works on the stage."""
+        status = self.manifest.stages.setdefault(stage, StageStatus())
+        status.status, status.finished_at = "running", None
+        status.attempts += attempt
+        self.save()
+
+    def stage_progress(self, stage: str, rows: int, seconds: float) -> None:
+        """Record a chunk: the rows the stage file holds now, and the wall time the chunk took."""
+        status = self.manifest.stages[stage]
+        status.rows = rows
+        status.seconds = round(status.seconds + seconds, 3)
         self.save()
 
     def stage_done(self, stage: str, rows: int, stats: dict[str, Any] | None = None) -> None:
@@ -227,6 +288,16 @@ class RunStore:
         status.status, status.rows, status.finished_at = "done", rows, _now()
         status.stats = stats or {}
         self.save()
+
+    def supersede_stage(self, stage: str) -> Path:
+        """Move one stage's file to ``superseded/<time>/`` and forget its status (``--force`` on a
+        stage whose input changed); returns where the file went."""
+        dest = self.root / "superseded" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        dest.mkdir(parents=True)
+        shutil.move(str(self.stage_path(stage)), dest / self.stage_path(stage).name)
+        self.manifest.stages.pop(stage, None)
+        self.save()
+        return dest
 
     def is_done(self, stage: str) -> bool:
         status = self.manifest.stages.get(stage)

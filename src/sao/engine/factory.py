@@ -43,18 +43,35 @@ def build_engine(
 
 
 def engine_model_info(model: str, settings: EngineSection) -> dict[str, Any]:
-    """What a run manifest records about the model behind an engine.
+    """What a run manifest records about the model behind an engine, and the engine itself.
 
-    A local model is identified by its weights' fingerprint. A model behind an HTTP
-    endpoint has no weights here: the endpoint and served name stand in for them (the
-    API key is never part of it).
+    A local model is identified by its weights' fingerprint (`sao.models.model_info`). A model
+    behind an HTTP endpoint has no weights here: the endpoint and served name stand in for
+    them (the API key is never part of it). The engine is recorded as ``backend``, ``dtype``
+    (the precision it computes in, ``auto`` resolved on this machine) and, for llama.cpp,
+    the GGUF ``weights`` type and file: each changes the rows, so `RunStore.open` refuses a
+    resume that changes one.
     """
     if settings.backend == "openai" and not settings.ray.enabled:
         served = settings.openai.served_model or model
         return {"spec": model, "backend": "openai", "fingerprint": f"{settings.openai.base_url}#{served}"}
     from sao.models import model_info
 
-    info = model_info(model) | {"backend": settings.backend}
-    if settings.backend == "llamacpp":  # the weight type llama.cpp runs changes the outputs
-        info["weights"] = settings.llamacpp.weights
-    return info
+    return model_info(model) | engine_identity(settings)
+
+
+def engine_identity(settings: EngineSection) -> dict[str, Any]:
+    """The settings of a local engine that change what it generates (see `engine_model_info`)."""
+    identity: dict[str, Any] = {"backend": settings.backend}
+    if settings.backend == "llamacpp":  # llama.cpp runs the GGUF's own types; it has no dtype setting
+        identity["weights"] = settings.llamacpp.weights
+        if settings.llamacpp.gguf:
+            identity["gguf"] = settings.llamacpp.gguf
+    elif settings.backend == "transformers":
+        from sao.models import pick_device, pick_dtype
+
+        dtype = pick_dtype(settings.dtype, pick_device(settings.device))
+        identity["dtype"] = str(dtype).removeprefix("torch.")
+    else:  # vllm resolves 'auto' from the model's config when it loads
+        identity["dtype"] = settings.dtype
+    return identity

@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sao.atomic import write_text_atomic
 from sao.loop.run import Iteration
 from sao.stages.generate import STAGE as GENERATIONS
+from sao.store import StageStatus
 from sao.synth.pipeline import STAGES
 from sao.synth.report import stats_markdown
 from sao.train.card import metrics_table
@@ -23,13 +25,21 @@ def _answer(row: dict[str, Any]) -> str:
     return _cell(sample["text"]) + cut
 
 
+def _stage_time(status: StageStatus) -> Any:
+    """A stage's wall time summed over the invocations that worked on it, labelled when there were several."""
+    if not status.attempts:  # a manifest from before issue 14 kept only the last invocation's time
+        return status.stats.get("seconds")
+    seconds = round(status.seconds, 1)
+    return seconds if status.attempts == 1 else f"{seconds} (sum of {status.attempts} attempts: resumed)"
+
+
 def stage_seconds(iteration: Iteration) -> list[tuple[str, Any]]:
-    """Wall time of each part, as recorded by the run that completed it."""
+    """Wall time of each part; a resumed stage's earlier attempts are counted and labelled."""
     stages = iteration.synth.manifest.stages
-    rows: list[tuple[str, Any]] = [(name, stages[name].stats.get("seconds")) for name in STAGES if name in stages]
+    rows: list[tuple[str, Any]] = [(name, _stage_time(stages[name])) for name in STAGES if name in stages]
     rows.append(("train", iteration.train_stats.get("seconds")))
     for name, samples in (("report samples before", iteration.before), ("report samples after", iteration.after)):
-        rows.append((name, samples.manifest.stages[GENERATIONS].stats.get("seconds")))
+        rows.append((name, _stage_time(samples.manifest.stages[GENERATIONS])))
     return rows
 
 
@@ -82,7 +92,7 @@ def iteration_markdown(iteration: Iteration) -> str:
 
 def write_iteration_report(iteration: Iteration) -> Path:
     path = iteration.root / "report.md"
-    path.write_text(iteration_markdown(iteration))
+    write_text_atomic(path, iteration_markdown(iteration))
     return path
 
 
@@ -104,5 +114,5 @@ def write_run_report(out_dir: Path, iterations: list[Iteration]) -> Path:
             f"`{rel_model}` | [{rel_report}]({rel_report}) |"
         )
     path = out_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path

@@ -12,7 +12,9 @@ Layout of a run directory::
     iter-1/report.md       stage times, synthesis stats, training curves, before/after samples
 
 Every part is resumable: the synthesis and sampling stages by row, training from its last
-checkpoint, and a part that is done is skipped without loading a model.
+checkpoint, and a part that is done is skipped without loading a model. ``recipe.yaml`` is
+written when the directory is new, and replaced only once iteration 1 has passed every resume
+check, so a refused run leaves the recipe that made the directory.
 """
 
 from __future__ import annotations
@@ -20,17 +22,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from sao.atomic import write_text_atomic
+from sao.engine.factory import engine_model_info
 from sao.engine.lazy import LazyEngine, lazy_engine
 from sao.errors import ConfigError, SaoError
 from sao.loop.config import RunConfig
-from sao.models import model_info
 from sao.stages.generate import GenerateConfig, PromptRow, run_generate
 from sao.store import RunStore
 from sao.synth.config import SynthConfig
@@ -68,17 +70,32 @@ def report_prompts(config: RunConfig) -> list[PromptRow]:
 
 
 def answer_report_prompts(
-    engine: Any, config: RunConfig, info: dict[str, Any], out_dir: Path, progress: bool
+    engine: Any,
+    config: RunConfig,
+    info: dict[str, Any],
+    out_dir: Path,
+    progress: bool,
+    *,
+    force: bool = False,
+    chunk_size: int = 32,
 ) -> RunStore:
-    """Greedy answers to the report prompts (a resumable generate stage); ``info`` is `model_info`'s."""
+    """Greedy answers to the report prompts (a resumable generate stage); ``info`` is `engine_model_info`'s.
+
+    Its wall time, summed over every invocation that answered some, is the stage's ``seconds``.
+    """
     settings = GenerateConfig(
         model=info["spec"], n=1, temperature=0.0, top_p=1.0, max_new_tokens=config.report.max_new_tokens
     )
-    started = time.perf_counter()
-    store, result = run_generate(engine, settings, report_prompts(config), out_dir, model_info=info, progress=progress)
-    if result.written:  # this call did the work: record its wall time, as the synthesis stages do
-        store.manifest.stages[result.stage].stats["seconds"] = round(time.perf_counter() - started, 1)
-        store.save()
+    store, _ = run_generate(
+        engine,
+        settings,
+        report_prompts(config),
+        out_dir,
+        model_info=info,
+        chunk_size=chunk_size,
+        force=force,
+        progress=progress,
+    )
     return store
 
 
@@ -108,20 +125,31 @@ def _peak_rss(root: Path) -> float:
     path = root / "usage.json"
     old = json.loads(path.read_text())["peak_rss_mb"] if path.is_file() else 0.0
     peak = max(old, peak_rss_mb())
-    path.write_text(json.dumps({"peak_rss_mb": peak}))
+    write_text_atomic(path, json.dumps({"peak_rss_mb": peak}))  # a torn file would stop every resume
     return peak
 
 
 def run_iteration(
-    config: RunConfig, index: int, model: str, engine: LazyEngine, out_dir: Path, *, force: bool, progress: bool
+    config: RunConfig,
+    index: int,
+    model: str,
+    engine: LazyEngine,
+    out_dir: Path,
+    *,
+    force: bool,
+    progress: bool,
+    chunk_size: int = 32,
 ) -> tuple[Iteration, LazyEngine]:
     """One synthesise -> train round; returns it and a (lazy) engine on the new model for the next round."""
     root = out_dir / f"iter-{index}"
     synth_config = iteration_synth_config(config, index, model)
-    info = model_info(model)  # hashes the weights: once per model, not once per stage
-    store, _ = run_synth(engine, synth_config, root / "synth", model_info=info, force=force, progress=progress)
+    info = engine_model_info(model, config.engine)  # hashes the weights: once per model, not once per stage
+    store, _ = run_synth(
+        engine, synth_config, root / "synth", model_info=info, force=force, chunk_size=chunk_size, progress=progress
+    )
     write_report(store)
-    before = answer_report_prompts(engine, config, info, root / "samples-before", progress)
+    sampling = dict(force=force, chunk_size=chunk_size)
+    before = answer_report_prompts(engine, config, info, root / "samples-before", progress, **sampling)
     if store.manifest.stages["pairs"].rows == 0:
         raise SaoError(
             f"iteration {index}: synthesis kept no preference pairs (see {root / 'synth' / 'report.md'}); "
@@ -140,13 +168,21 @@ def run_iteration(
     )
     trained = str(result.model_dir)
     next_engine = _engine_for(config, trained, progress)
-    after = answer_report_prompts(next_engine, config, model_info(trained), root / "samples-after", progress)
+    after_info = engine_model_info(trained, config.engine)
+    after = answer_report_prompts(next_engine, config, after_info, root / "samples-after", progress, **sampling)
     iteration = Iteration(index, root, model, result.model_dir, store, result.metrics, before, after, _peak_rss(root))
     return iteration, next_engine
 
 
-def run_loop(config: RunConfig, out_dir: str | Path, *, force: bool = False, progress: bool = True) -> list[Iteration]:
-    """Run (or resume) every iteration of ``config`` in ``out_dir`` and write the reports."""
+def run_loop(
+    config: RunConfig, out_dir: str | Path, *, force: bool = False, progress: bool = True, chunk_size: int = 32
+) -> list[Iteration]:
+    """Run (or resume) every iteration of ``config`` in ``out_dir`` and write the reports.
+
+    ``chunk_size`` is the rows each sampling stage appends at a time (the most a kill can lose).
+    Raises ResumeConflictError, leaving ``recipe.yaml`` as it was, when ``out_dir`` was made with
+    settings that change what a finished part holds (unless ``force``).
+    """
     from sao.loop.report import write_iteration_report, write_run_report
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -156,13 +192,21 @@ def run_loop(config: RunConfig, out_dir: str | Path, *, force: bool = False, pro
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "recipe.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
+    recipe, text = out_dir / "recipe.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False)
+    # Every iteration runs with the same settings, so one whose parts all resumed without a
+    # conflict vouches for the recipe: only then may it replace the one the directory was made with.
+    if force or not recipe.is_file():  # --force overrides every conflict, so it vouches at once
+        write_text_atomic(recipe, text)
     model = config.model
     engine = _engine_for(config, model, progress)
     iterations = []
     for index in range(1, config.iterations + 1):
         log.info("iteration %d of %d: from %s", index, config.iterations, model)
-        iteration, engine = run_iteration(config, index, model, engine, out_dir, force=force, progress=progress)
+        iteration, engine = run_iteration(
+            config, index, model, engine, out_dir, force=force, progress=progress, chunk_size=chunk_size
+        )
+        if index == 1 and recipe.read_text() != text:
+            write_text_atomic(recipe, text)
         write_iteration_report(iteration)
         iterations.append(iteration)
         model = str(iteration.model_out)

@@ -159,15 +159,22 @@ def run_personas(
     engine: Engine, config: SynthConfig, store: RunStore, *, chunk_size: int = 32, progress: bool = True
 ) -> StageResult:
     candidates = persona_candidates(config)
-    index = NearDuplicateIndex(config.personas.dedup_threshold)
-    for row in kept(store.rows(STAGE)):  # resumed: earlier personas still count for dedup
-        index.add(row["id"], row["persona"])
+    index: NearDuplicateIndex | None = None
+
+    def process(chunk: list[Candidate]) -> list[PersonaRow]:
+        nonlocal index
+        if index is None:  # resumed: earlier personas still count for dedup (read after any --force redo)
+            index = NearDuplicateIndex(config.personas.dedup_threshold)
+            for row in kept(store.rows(STAGE)):
+                index.add(row["id"], row["persona"])
+        return make_rows(engine, config, chunk, index)
+
     return run_stage(
         store,
         STAGE,
         candidates,
         key=lambda c: c.id,
-        process=lambda chunk: make_rows(engine, config, chunk, index),
+        process=process,
         chunk_size=chunk_size,
         stats=drop_stats,
         progress=progress,

@@ -90,15 +90,22 @@ def run_prompts(
     engine: Engine, config: SynthConfig, store: RunStore, *, chunk_size: int = 32, progress: bool = True
 ) -> StageResult:
     requests = prompt_requests(config, store.rows("personas"))
-    index = NearDuplicateIndex(config.prompts.dedup_threshold)
-    for row in kept(store.rows(STAGE)):  # resumed: earlier prompts still count for dedup
-        index.add(row["id"], row["prompt"])
+    index: NearDuplicateIndex | None = None
+
+    def process(chunk: list[Request]) -> list[PromptRow]:
+        nonlocal index
+        if index is None:  # resumed: earlier prompts still count for dedup (read after any --force redo)
+            index = NearDuplicateIndex(config.prompts.dedup_threshold)
+            for row in kept(store.rows(STAGE)):
+                index.add(row["id"], row["prompt"])
+        return make_rows(engine, config, chunk, index)
+
     return run_stage(
         store,
         STAGE,
         requests,
         key=lambda r: r.id,
-        process=lambda chunk: make_rows(engine, config, chunk, index),
+        process=process,
         chunk_size=chunk_size,
         stats=prompt_stats,
         progress=progress,

@@ -47,7 +47,10 @@ def stats_markdown(store: RunStore) -> str:
         s = stages[name]
         rows_in = s.stats.get("rows_in", s.rows)
         kept = s.stats.get("kept", s.stats.get("pairs", s.rows))
-        cells = [name, s.status, rows_in, kept, _fmt(s.stats.get("dropped", {})), _fmt(s.stats.get("seconds"))]
+        seconds = _fmt(round(s.seconds, 1) if s.attempts else s.stats.get("seconds"))  # stats: older manifests
+        if s.attempts > 1:
+            seconds += f" ({s.attempts} attempts)"
+        cells = [name, s.status, rows_in, kept, _fmt(s.stats.get("dropped", {})), seconds]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     for name, keys in _HEADLINES.items():
         if name in stages:
