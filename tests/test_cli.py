@@ -80,7 +80,7 @@ def test_eval_from_answer_files(tmp_path, tiny_model_dir):
     args += ["--baseline", os.path.join(mt, "model_answer", "alpaca-13b.jsonl"), "--judge", str(tiny_model_dir)]
     proc = run(*args)
     assert proc.returncode == 0, proc.stderr
-    assert "gpt-4 vs alpaca-13b: win rate" in proc.stdout and "(2 pairs)" in proc.stdout
+    assert "gpt-4 vs alpaca-13b: win rate" in proc.stdout and f"(2 pairs, judged by {tiny_model_dir})" in proc.stdout
     assert (tmp_path / "report.md").is_file()
 
 
@@ -168,3 +168,38 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, tiny_
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stages"]["generations"]["status"] == "done"
     assert manifest["stages"]["generations"]["stats"]["samples"] == 2 * total
+
+
+def test_eval_of_a_run_judges_every_iteration_with_the_starting_model(tmp_path, tiny_model_dir, chatty_tiny_dir):
+    # Issue 14: `--run` let each iteration judge itself, so the win rates came from different judges.
+    run_dir = tmp_path / "run"
+    (run_dir / "iter-1").mkdir(parents=True)
+    (run_dir / "iter-2").mkdir()
+    (run_dir / "recipe.yaml").write_text(json.dumps({"model": str(tiny_model_dir)}))
+    (run_dir / "iter-1" / "model").symlink_to(chatty_tiny_dir)
+    (run_dir / "iter-2" / "model").symlink_to(tiny_model_dir)
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"q{i}", "prompt": q}) + "\n" for i, q in enumerate(["Hi", "Bye"])))
+    recipe = tmp_path / "run.yaml"  # a run recipe's engine applies to sao eval --recipe too
+    recipe.write_text(json.dumps({"engine": {"dtype": "float32"}, "iterations": 2}))
+    args = ["eval", "-i", str(prompts), "--run", str(run_dir), "--recipe", str(recipe)]
+    args += ["--set", "decoding.max_new_tokens=4", "--set", "decoding.top_p=1", "--set", "n_boot=5"]
+
+    proc = run(*args, "-o", str(tmp_path / "fixed"))
+    assert proc.returncode == 0, proc.stderr
+    for k in (1, 2):
+        judge = json.loads((tmp_path / "fixed" / f"iter-{k}" / "judge" / "manifest.json").read_text())["model"]
+        assert (judge["spec"], judge["dtype"]) == (str(tiny_model_dir), "float32")
+        assert f"iter-{k} vs {tiny_model_dir.name}: win rate" in proc.stdout
+    assert proc.stdout.count(f"judged by {tiny_model_dir})") == 2
+    summary = json.loads((tmp_path / "fixed" / "summary.json").read_text())
+    assert [c["judge"] for c in summary["comparisons"]] == [str(tiny_model_dir)] * 2
+    assert f"Judge: `{tiny_model_dir}` scored every comparison" in (tmp_path / "fixed" / "report.md").read_text()
+
+    # SAO's own way stays available, and says what it is.
+    proc = run(*args, "-o", str(tmp_path / "self"), "--judge", "self")
+    assert proc.returncode == 0, proc.stderr
+    judge = json.loads((tmp_path / "self" / "iter-1" / "judge" / "manifest.json").read_text())["model"]
+    assert judge["spec"] == str(run_dir / "iter-1" / "model")
+    assert "judged by iter-1 (self)" in proc.stdout
+    assert "Judge: self. Each candidate judged its own comparison" in (tmp_path / "self" / "report.md").read_text()

@@ -18,8 +18,9 @@ from sao.eval.judge_eval import (
     verdict,
     wilson,
 )
+from sao.eval.metrics import length_controlled_win_rate
 from sao.eval.pairwise import PairItem, run_pairwise
-from sao.eval.run import default_name, run_eval, run_iterations
+from sao.eval.run import default_name, run_eval, run_iterations, with_run_iterations
 from sao.eval.summary import summarise
 from sao.recipe import validate
 from sao.synth.ranking import build_judge_prompt, debiased_probability, first_wins_probability
@@ -146,7 +147,8 @@ def test_eval_generates_judges_exports_and_reports(tiny_model_dir, chatty_tiny_d
     assert [c["name"] for c in summary["comparisons"]] == ["tiny", "chatty"]
     assert (out / "win_rates.png").stat().st_size > 0 and (out / "lengths.png").stat().st_size > 0
     report = (out / "report.md").read_text()
-    assert "| tiny | ref | 3 |" in report and "win_rates.png" in report
+    assert "| tiny | ref | tiny (self) | 3 |" in report and "win_rates.png" in report
+    assert "Judge: self. Each candidate judged its own comparison" in report
     # A rerun resumes every stage and writes nothing new.
     again = run_eval(config, out, progress=False)
     assert [c.win_rate for c in again.comparisons] == [c.win_rate for c in result.comparisons]
@@ -183,6 +185,30 @@ def test_default_names(tmp_path):
     assert default_name(str(MT_BENCH / "model_answer" / "gpt-4.jsonl")) == "gpt-4"  # the file's model_id
 
 
+def test_lc_win_rate_of_run_eval_uses_the_instruction_files_difficulty(tiny_model_dir, tmp_path):
+    # Issue 14: run_eval never passed instruction_difficulty on, so the LC fit never had it.
+    questions = ["Name a colour.", "Say hello.", "Count to three.", "Name a fruit.", "What is 2 + 2?", "Say bye."]
+    instructions = tmp_path / "alpaca_eval.json"
+    rows = [{"instruction": q, "instruction_difficulty": 0.5 * k - 1.0} for k, q in enumerate(questions)]
+    instructions.write_text(json.dumps(rows))
+    a = write_answers(tmp_path / "a.jsonl", {str(k): "A" * (5 + 7 * k) for k in range(6)}, "a")
+    b = write_answers(tmp_path / "b.jsonl", {str(k): "B" * (40 - 5 * k) for k in range(6)}, "b")
+    config = EvalConfig(
+        instructions=str(instructions), candidates=[str(a)], baseline=str(b), judge={"model": str(tiny_model_dir)}
+    )
+    (c,) = run_eval(config, tmp_path / "eval", progress=False).comparisons
+    verdicts = [json.loads(line) for line in (tmp_path / "eval" / "a" / "judge" / "judgements.jsonl").open()]
+    expected = length_controlled_win_rate(
+        [v["preference"] for v in verdicts],
+        [v["len_a"] for v in verdicts],
+        [v["len_b"] for v in verdicts],
+        [rows[int(v["id"])]["instruction_difficulty"] for v in verdicts],
+        n_boot=config.n_boot,
+    )
+    assert c.lc_uses_difficulty and c.lc_win_rate == expected
+    assert "instruction-difficulty term" in (tmp_path / "eval" / "report.md").read_text()
+
+
 def test_run_iterations_lists_the_start_and_each_iteration(tmp_path):
     (tmp_path / "recipe.yaml").write_text("model: smollm2-135m\n")
     with pytest.raises(InputError, match="no finished iteration"):
@@ -196,6 +222,13 @@ def test_run_iterations_lists_the_start_and_each_iteration(tmp_path):
     assert specs == [str(tmp_path / "iter-1" / "model"), str(tmp_path / "iter-2" / "model")]
     with pytest.raises(InputError, match="not a sao run directory"):
         run_iterations(tmp_path / "iter-1")
+
+    # The iterations join any other candidates; the start is the baseline and, unless told otherwise, the judge.
+    values = with_run_iterations({"candidates": ["org/other-model"]}, tmp_path)
+    assert values["candidates"] == ["org/other-model", *specs] and values["names"] == ["other-model", *names]
+    assert (values["baseline"], values["judge"]) == ("smollm2-135m", {"model": "smollm2-135m"})
+    told = with_run_iterations({"baseline": "b", "judge": {"model": "self", "mode": "generate"}}, tmp_path)
+    assert (told["baseline"], told["judge"]) == ("b", {"model": "self", "mode": "generate"})
 
 
 # --- judge-eval ---------------------------------------------------------------------------------------------

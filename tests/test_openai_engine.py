@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from transformers import AutoTokenizer
 from conftest import GREEDY_QUESTIONS, common_prefix
 from llama_server import LlamaServer, embedded_gguf, free_port
 from sao.engine import SamplingParams, derive_seed
+from sao.engine.chat_template import encode_prompt
 from sao.engine.config import EngineSection
 from sao.engine.factory import engine_model_info
 from sao.engine.openai_engine import (
@@ -34,8 +36,10 @@ from sao.engine.openai_engine import (
     backoff_delay,
     continuation_logprobs,
     is_retryable,
+    render_prompt,
     sampling_body,
     score_body,
+    without_bos,
 )
 from sao.errors import LogprobsUnavailable
 from sao.stages.generate import GenerateConfig, PromptRow, run_generate
@@ -83,8 +87,10 @@ def test_sampling_body_sends_seed_and_top_p_only_when_sampling():
     assert greedy == {"max_tokens": 8, "temperature": 0, "stop": ["\n"]}
     sampled = sampling_body(SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=8), 123)
     assert sampled == {"max_tokens": 8, "temperature": 0.7, "top_p": 0.9, "seed": 123}
-    body = score_body("m", "PROMPT", "reply")
-    assert body["prompt"] == "PROMPTreply" and body["echo"] is True and body["max_tokens"] == 1
+    body = score_body("m")
+    assert body["echo"] is True and body["max_tokens"] == 1 and "prompt" not in body  # added per request
+    assert without_bos("<s>[INST] hi", "<s>") == "[INST] hi" and without_bos("[INST] hi", "<s>") == "[INST] hi"
+    assert without_bos("<s>hi", None) == "<s>hi"
 
 
 def test_continuation_is_found_from_the_end_whatever_the_server_makes_of_special_tokens():
@@ -105,14 +111,18 @@ def test_continuation_is_found_from_the_end_whatever_the_server_makes_of_special
 
 
 class FlakyHandler(BaseHTTPRequestHandler):
-    """Answers 429, then 503, then a completion: what an overloaded server does."""
+    """Answers 429, then 503, then a completion: what an overloaded server does. Keeps the request bodies."""
 
     statuses: list[int] = []
+    bodies: list[dict[str, object]] = []
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        self.rfile.read(int(self.headers["Content-Length"]))
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FlakyHandler.bodies.append(request)
         status = FlakyHandler.statuses.pop(0) if FlakyHandler.statuses else 200
-        body = {"error": {"message": "slow down"}} if status != 200 else completion_json("done")
+        prompt = request.get("prompt")
+        counted = len(prompt) if isinstance(prompt, list) else 3
+        body = {"error": {"message": "slow down"}} if status != 200 else completion_json("done", counted)
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -124,19 +134,19 @@ class FlakyHandler(BaseHTTPRequestHandler):
         pass
 
 
-def completion_json(text: str) -> dict[str, object]:
+def completion_json(text: str, prompt_tokens: int = 3) -> dict[str, object]:
     return {
         "id": "c",
         "object": "text_completion",
         "created": 0,
         "model": MODEL,
         "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 1, "total_tokens": prompt_tokens + 1},
     }
 
 
 def test_429_and_503_are_retried_and_counted(smol_dir):
-    FlakyHandler.statuses = [429, 503]
+    FlakyHandler.statuses, FlakyHandler.bodies = [429, 503], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     engine = OpenAIEngine(
@@ -152,7 +162,10 @@ def test_429_and_503_are_retried_and_counted(smol_dir):
         engine.close()
         server.shutdown()
     assert completion.samples[0].text == "done"
-    assert engine.stats == {"requests": 3, "retries": 2, "logprobs_unavailable": 0}
+    assert engine.stats == {"requests": 3, "retries": 2, "logprobs_unavailable": 0, "prompt_token_mismatches": 0}
+    # The prompt goes out as the in-process engine's token ids (issue 14: text would get a second BOS).
+    tokenizer = engine.tokenizer
+    assert FlakyHandler.bodies[-1]["prompt"] == encode_prompt(tokenizer, ask("Hi")) and engine.prompt_format == "ids"
 
 
 def test_retries_give_up_with_a_clear_error_when_nothing_listens(smol_dir):
@@ -197,6 +210,96 @@ def engine(server: LlamaServer) -> Iterator[OpenAIEngine]:
     engine = build(server.base_url)
     yield engine
     engine.close()
+
+
+class RecordingProxy:
+    """A pass-through HTTP proxy in front of a server that keeps every request and answer, to see what the
+    server itself counted (``usage.prompt_tokens``)."""
+
+    def __init__(self, upstream: str):
+        self.upstream = upstream.removesuffix("/v1")
+        self.exchanges: list[tuple[dict[str, object], int, dict[str, object]]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                data = self.rfile.read(int(self.headers["Content-Length"]))
+                headers = {k: self.headers[k] for k in ("Content-Type", "Authorization") if self.headers[k]}
+                answer = httpx.post(proxy.upstream + self.path, content=data, headers=headers, timeout=120)
+                proxy.exchanges.append((json.loads(data), answer.status_code, answer.json()))
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_port}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answered(self) -> list[tuple[dict[str, object], dict[str, object]]]:
+        return [(request, answer) for request, status, answer in self.exchanges if status == 200]
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def bos_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """The embedded GGUF with ``tokenizer.ggml.add_bos_token`` set, as Llama 3's and Gemma's GGUFs have it: the
+    server puts a BOS (SmolLM2's is <|im_start|>) before every text prompt."""
+    pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server] (pip install it; CI does)")
+    import gguf
+
+    root = tmp_path_factory.mktemp("bos")
+    path = root / "smollm2-adds-bos.gguf"
+    shutil.copyfile(embedded_gguf(MODEL), path)
+    reader = gguf.GGUFReader(path, "r+")
+    field = reader.get_field("tokenizer.ggml.add_bos_token")
+    field.parts[field.data[0]][0] = True
+    reader.data.flush()
+    del reader
+    server = LlamaServer(path, free_port(), KEY, root / "server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_template_that_renders_its_bos_reaches_the_server_with_one(bos_server):
+    # Issue 14: the template renders its BOS and a text prompt gets the server's too. Before the fix the
+    # server counted one token more than the prompt has (measured: 31 for 30, a doubled <|im_start|>).
+    proxy = RecordingProxy(bos_server.base_url)
+    engine = build(proxy.base_url)
+    conv = ask("Name a colour.")
+    tokenizer = engine.tokenizer
+    assert render_prompt(tokenizer, conv).startswith(tokenizer.bos_token)  # as Llama 3's <|begin_of_text|>
+    prompt = encode_prompt(tokenizer, conv)
+    reply = tokenizer("Red.", add_special_tokens=False)["input_ids"]
+    try:
+        engine.generate([conv], SamplingParams(temperature=0, max_new_tokens=4))
+        engine.generate([conv, ask("Say hi.")], SamplingParams(temperature=0, max_new_tokens=4))
+        (scored,) = engine.score([conv], ["Red."])
+    finally:
+        engine.close()
+        proxy.close()
+    answered = proxy.answered()
+    counted = [answer["usage"]["prompt_tokens"] for _, answer in answered]  # type: ignore[index]
+    print(f"prompt tokens the server counted: {counted}; the prompt has {len(prompt)}, + reply {len(reply)}")
+    hi = len(encode_prompt(tokenizer, ask("Say hi.")))
+    assert counted[-1] == len(prompt + reply)  # the score request: prompt and reply, one BOS
+    assert sorted(counted[-3:-1]) == sorted([len(prompt), hi])  # two conversations at once
+    # llama-cpp-python's server refuses token ids (its schema takes strings): one probe, the first request's
+    # own prompt as text, shows that it adds a BOS, and every prompt after it goes without the template's.
+    # The probe's answer (two BOS) is not used.
+    assert engine.prompt_format == "text" and len(counted) == 5
+    assert counted[:2] == [len(prompt) + 1, len(prompt)]
+    assert engine.stats["prompt_token_mismatches"] == 0
+    assert len(scored.logprobs) == len(reply) and scored.token_ids == reply
 
 
 def test_greedy_outputs_follow_the_in_process_engine(engine, smol_engine):

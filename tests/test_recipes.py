@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from sao.errors import ConfigError
-from sao.loop.config import RunConfig
+from sao.loop.config import CommandRecipe, RunConfig, command_recipe, merge_sections
 from sao.recipe import load_yaml, validate
 from sao.synth.prompts import PAPER_PROMPT_TEMPLATE
 
@@ -73,3 +74,88 @@ def test_cli_train_names_missing_pairs(tmp_path):
     proc = _sao("train", "--pairs", str(tmp_path / "none"), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"sao: error: {tmp_path / 'none'}: no pairs found")
+
+
+# --- issue 14: a run recipe's model and engine reach every command that takes --recipe ----------------------
+
+
+def _manifest(run_dir: Path) -> dict:
+    return json.loads((run_dir / "manifest.json").read_text())
+
+
+def test_synth_recipe_runs_the_run_recipes_model_on_its_engine_and_flags_override(tmp_path, tiny_model_dir):
+    # Before the fix `sao synth --recipe` read only the synth section: this ran SmolLM2, in the default dtype.
+    recipe = tmp_path / "run.yaml"
+    synth = {"num_prompts": 2, "personas": {"max_new_tokens": 8}}
+    recipe.write_text(yaml.safe_dump({"model": str(tiny_model_dir), "engine": {"dtype": "float32"}, "synth": synth}))
+    out = tmp_path / "synth"
+    proc = _sao("synth", "--recipe", str(recipe), "--out", str(out), "--until", "personas")
+    assert proc.returncode == 0, proc.stderr
+    manifest = _manifest(out)
+    assert manifest["config"]["model"] == str(tiny_model_dir)
+    assert (manifest["model"]["spec"], manifest["model"]["dtype"]) == (str(tiny_model_dir), "float32")
+
+    flagged = tmp_path / "flagged"
+    proc = _sao("synth", "--recipe", str(recipe), "-o", str(flagged), "--until", "personas", "--dtype", "bfloat16")
+    assert proc.returncode == 0, proc.stderr
+    assert _manifest(flagged)["model"]["dtype"] == "bfloat16"  # the flag wins over the recipe's engine
+
+
+def test_synth_until_a_stage_that_does_not_run_is_one_error_line(tmp_path, tiny_model_dir):
+    out = tmp_path / "synth"
+    args = ["synth", "--model", str(tiny_model_dir), "--no-personas", "--until", "personas", "--out", str(out)]
+    proc = _sao(*args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "sao: error: until: 'personas' does not run with prompts.no_personas; stop after 'prompts' instead"
+    ]
+    assert not out.exists()  # refused before anything was written
+
+
+def test_train_recipe_trains_the_run_recipes_model_unless_told_otherwise(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n")
+    recipe = tmp_path / "run.yaml"
+    recipe.write_text(yaml.safe_dump({"model": str(tmp_path / "recipe-model"), "train": {"dtype": "float32"}}))
+    # Both models are missing, so the error shows which one `sao train` went for, with nothing trained.
+    proc = _sao("train", "--recipe", str(recipe), "--pairs", str(pairs), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "recipe-model" in proc.stderr and proc.stderr.startswith("sao: error: ")
+    flag = str(tmp_path / "flag-model")
+    proc = _sao("train", "--recipe", str(recipe), "--model", flag, "--pairs", str(pairs), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "flag-model" in proc.stderr and "recipe-model" not in proc.stderr
+
+
+def test_command_recipe_splits_run_recipes_and_section_files():
+    run = {"model": "m", "engine": {"dtype": "float32"}, "iterations": 2, "train": {"beta": 2.0}}
+    assert command_recipe(run, "train") == CommandRecipe({"beta": 2.0}, "m", {"dtype": "float32"})
+    assert command_recipe(run, "eval") == CommandRecipe({}, "m", {"dtype": "float32"})  # a run recipe, no eval section
+    section_file = {"model": "m", "num_prompts": 3}
+    assert command_recipe(section_file, "synth") == CommandRecipe(section_file)  # the whole file is the section
+    with pytest.raises(ConfigError, match="^engine: must be a section"):
+        command_recipe({"synth": {}, "engine": "vllm"}, "synth")
+    assert merge_sections({"dtype": "float32", "ray": {"enabled": True}}, {"ray": {"num_actors": 2}}) == {
+        "dtype": "float32",
+        "ray": {"enabled": True, "num_actors": 2},
+    }
+
+
+def test_judge_eval_recipe_judges_with_the_run_recipes_model(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "p", "response_a": "a", "response_b": "b", "label": "a"}) + "\n")
+    recipe = tmp_path / "run.yaml"
+    recipe.write_text(yaml.safe_dump({"model": str(tmp_path / "recipe-judge"), "iterations": 1}))
+    proc = _sao("judge-eval", "--recipe", str(recipe), "--pairs", str(pairs), "-o", str(tmp_path / "j"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "recipe-judge" in proc.stderr
+
+
+def test_check_until_refuses_stages_that_do_not_exist_or_do_not_run():
+    from sao.synth.config import SynthConfig
+    from sao.synth.pipeline import check_until
+
+    with pytest.raises(ConfigError, match=r"^until: 'pairz' is not a stage \(personas, prompts"):
+        check_until(SynthConfig(), "pairz")
+    with pytest.raises(ConfigError, match="^until: 'personas' does not run with prompts.no_personas"):
+        check_until(SynthConfig(prompts={"no_personas": True}), "personas")
+    check_until(SynthConfig(prompts={"no_personas": True}), "prompts")
+    check_until(SynthConfig(), None)

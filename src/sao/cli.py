@@ -82,12 +82,23 @@ def _engine(model: str, settings, trust_remote_code: bool, progress: bool = True
     return build_engine(model, settings, trust_remote_code=trust_remote_code, progress=progress)
 
 
-def _engine_settings(device: str, dtype: str, batch_size: int, engine: list[str] | None, ray: bool):
-    """The engine section from the command's flags, then its ``--engine KEY=VALUE`` overrides."""
+def _engine_settings(
+    device: str | None,
+    dtype: str | None,
+    batch_size: int | None,
+    engine: list[str] | None,
+    ray: bool,
+    recipe_engine: dict | None = None,
+):
+    """The engine section: a run recipe's ``engine``, then the flags given (None: not given), then ``--engine``."""
     from sao.engine.config import EngineSection
-    from sao.recipe import apply_overrides, validate
+    from sao.recipe import apply_overrides, set_field, validate
 
-    values = {"device": device, "dtype": dtype, "batch_size": batch_size, "ray": {"enabled": ray}}
+    values = dict(recipe_engine or {})
+    flags = {"device": device, "dtype": dtype, "batch_size": batch_size, "ray.enabled": True if ray else None}
+    for key, value in flags.items():
+        if value is not None:
+            values = set_field(values, key, value)
     return validate(EngineSection, apply_overrides(values, engine or []))
 
 
@@ -167,7 +178,10 @@ def generate(
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (created, or resumed).")],
-    recipe: Annotated[Path | None, typer.Option(help="YAML recipe (its 'synth' section, or the whole file).")] = None,
+    recipe: Annotated[
+        Path | None,
+        typer.Option(help="YAML recipe: a run recipe's 'synth' section, model and engine, or a synth section file."),
+    ] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Overrides the recipe's model.")] = None,
     num_prompts: Annotated[int | None, typer.Option(help="Personas drawn, hence prompts requested.")] = None,
     personas: Annotated[
@@ -176,15 +190,21 @@ def synth(
     no_personas: Annotated[bool, typer.Option(help="Ablation: prompts with no persona.")] = False,
     seed: Annotated[int | None, typer.Option(help="Overrides the recipe's seed.")] = None,
     set_: SetOpt = None,
-    batch_size: BatchOpt = 32,
     chunk_size: Annotated[int, typer.Option(min=1, help="Rows written per append (the most a kill can lose).")] = 32,
     force: Annotated[bool, typer.Option(help="Start over if the run directory has a different config.")] = False,
     push_to_hub: Annotated[str | None, typer.Option(help="Also upload the pairs to this HF dataset repo.")] = None,
     until: Annotated[
         str | None, typer.Option(help="Stop after this stage (personas, prompts, responses, judgements).")
     ] = None,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda, cuda:1, ... (default: the recipe's, auto).")
+    ] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="auto, float32, bfloat16, float16 (default: the recipe's, auto).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Sequences decoded together (default: the recipe's, 32).")
+    ] = None,
     engine_: EngineOpt = None,
     ray: RayOpt = False,
     trust_remote_code: RemoteCodeOpt = False,
@@ -193,17 +213,19 @@ def synth(
     from sao.engine.factory import engine_model_info
     from sao.recipe import apply_overrides, set_field, validate
     from sao.synth.config import SynthConfig
-    from sao.synth.pipeline import run_synth
+    from sao.synth.pipeline import check_until, run_synth
     from sao.synth.report import write_report
 
-    values = _section(recipe, "synth")
+    parts = _recipe(recipe, "synth")
+    values = set_field(parts.section, "model", parts.model) if parts.model else parts.section
     flags = {"model": model, "num_prompts": num_prompts, "seed": seed, "personas.source": personas}
     flags["prompts.no_personas"] = True if no_personas else None
     for key, value in flags.items():
         if value is not None:
             values = set_field(values, key, value)
     config = validate(SynthConfig, apply_overrides(values, set_ or []))
-    settings = _engine_settings(device, dtype, batch_size, engine_, ray)
+    check_until(config, until)  # before the model loads
+    settings = _engine_settings(device, dtype, batch_size, engine_, ray, parts.engine)
     engine = _engine(config.model, settings, trust_remote_code)
     info = engine_model_info(config.model, settings)
     store, _ = run_synth(engine, config, out, model_info=info, force=force, chunk_size=chunk_size, until=until)
@@ -224,8 +246,19 @@ def synth(
 def train(
     pairs: Annotated[Path, typer.Option(help="A sao synth run directory, RUN_DIR/pairs, or a .jsonl/.parquet file.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (created, or resumed).")],
-    model: ModelOpt = DEFAULT_MODEL,
-    recipe: Annotated[Path | None, typer.Option(help="YAML recipe (its 'train' section, or the whole file).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help=f"Model to train (default: the recipe's model, else {DEFAULT_MODEL}): alias, local "
+            "HF directory or hub id.",
+        ),
+    ] = None,
+    recipe: Annotated[
+        Path | None,
+        typer.Option(help="YAML recipe: a run recipe's 'train' section and model, or a train section file."),
+    ] = None,
     method: Annotated[
         str | None, typer.Option(help="simpo, dpo, ipo, robust_dpo or sft (overrides the recipe).")
     ] = None,
@@ -238,10 +271,12 @@ def train(
     from sao.train.config import TrainConfig
     from sao.train.run import run_train
 
-    values = _section(recipe, "train")
+    parts = _recipe(recipe, "train")  # training runs no engine: a run recipe's engine does not apply
+    values = parts.section
     if method:
         values = set_field(values, "method", method)
     config = validate(TrainConfig, apply_overrides(values, set_ or []))
+    model = model or parts.model or DEFAULT_MODEL
     result = run_train(config, model, pairs, out, force=force, trust_remote_code=trust_remote_code)
     if not result.is_main:
         return  # under accelerate launch: one summary, from the main process
@@ -259,6 +294,7 @@ def run(
     set_: SetOpt = None,
     ray: RayOpt = False,
     force: Annotated[bool, typer.Option(help="Start over where the config changed (old files are kept).")] = False,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Rows written per append (the most a kill can lose).")] = 32,
 ) -> None:
     """Iterate synthesise -> train from a recipe; resumable: rerun the same command after a kill."""
     from sao.loop.config import RunConfig
@@ -270,19 +306,19 @@ def run(
         values = set_field(values, "engine.ray.enabled", True)
     config = validate(RunConfig, apply_overrides(values, set_ or []))
     out_dir = out or (Path(config.out) if config.out else Path("runs") / recipe.stem)
-    iterations = run_loop(config, out_dir, force=force)
+    iterations = run_loop(config, out_dir, force=force, chunk_size=chunk_size)
     last = iterations[-1]
     typer.echo(f"model:  {last.model_out}")
     typer.echo(f"pairs:  {last.synth.stage_path('pairs')}")
     typer.echo(f"report: {last.root / 'report.md'} (all iterations: {out_dir / 'report.md'})")
 
 
-def _section(recipe: Path | None, name: str) -> dict:
-    """A recipe file's ``name`` section, or the whole file when it has none."""
+def _recipe(recipe: Path | None, name: str):
+    """What ``--recipe`` gives the command with section ``name``: `sao.loop.config.CommandRecipe`."""
+    from sao.loop.config import CommandRecipe, command_recipe
     from sao.recipe import load_yaml
 
-    values = load_yaml(recipe) if recipe else {}
-    return dict(values.get(name, values))
+    return command_recipe(load_yaml(recipe), name) if recipe else CommandRecipe({})
 
 
 @app.command("eval")
@@ -298,15 +334,29 @@ def eval_(
     ] = None,
     run_dir: Annotated[
         Path | None,
-        typer.Option("--run", help="A sao run directory: every iteration's model (baseline: its starting model)."),
+        typer.Option(
+            "--run", help="A sao run directory: every iteration's model (baseline and judge: its starting model)."
+        ),
     ] = None,
     name: Annotated[list[str] | None, typer.Option("--name", help="Candidate display name (repeatable).")] = None,
     baseline: Annotated[
         str | None, typer.Option(help="Baseline B: model or answer file (with --run: the run's starting model).")
     ] = None,
-    judge: Annotated[str | None, typer.Option(help="'self' or a judge model (default: self).")] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            help="A judge model for every comparison, or 'self' (each candidate judges its own comparison, SAO's "
+            "setting). Default: the starting model with --run or a run recipe, else self."
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N instructions.")] = None,
-    recipe: Annotated[Path | None, typer.Option(help="YAML recipe (its 'eval' section, or the whole file).")] = None,
+    recipe: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML recipe: a run recipe's 'eval' section, engine and model (the default baseline and "
+            "judge), or an eval section file."
+        ),
+    ] = None,
     set_: SetOpt = None,
     harness: Annotated[
         str | None, typer.Option(help="lm-evaluation-harness tasks, e.g. gsm8k,mmlu (needs sao[harness]).")
@@ -317,22 +367,24 @@ def eval_(
 ) -> None:
     """Candidates against a baseline: win rate, LC win rate, position consistency; exports for alpaca_eval."""
     from sao.eval.config import EvalConfig
-    from sao.eval.run import run_eval, run_iterations
+    from sao.eval.run import run_eval, with_run_iterations, with_starting_model
+    from sao.loop.config import merge_sections
     from sao.recipe import apply_overrides, set_field, validate
 
-    values = _section(recipe, "eval")
-    candidates, names = list(model or []), list(name or [])
-    if run_dir:
-        start, specs, run_names = run_iterations(run_dir)
-        candidates += specs
-        names += run_names if not name else []
-        baseline = baseline or start  # did the iterations beat the model they started from?
+    parts = _recipe(recipe, "eval")
+    values = parts.section
+    if parts.engine:
+        values = set_field(values, "engine", merge_sections(parts.engine, values.get("engine") or {}))
     flags = {"instructions": instructions and str(instructions), "baseline": baseline, "judge.model": judge}
-    flags |= {"limit": limit, "candidates": candidates or None, "names": names or None}
+    flags |= {"limit": limit, "candidates": model or None, "names": name or None}
     flags["engine.ray.enabled"] = True if ray else None
     for key, value in flags.items():
         if value is not None:
             values = set_field(values, key, value)
+    if run_dir:
+        values = with_run_iterations(values, run_dir)
+    if parts.model:
+        values = with_starting_model(values, parts.model)
     if harness:
         _harness(values, harness, harness_limit, out)
         if "instructions" not in values:
@@ -343,7 +395,7 @@ def eval_(
         typer.echo(
             f"{c.name} vs {c.baseline}: win rate {c.win_rate.value:.1f} ± {c.win_rate.stderr:.1f}, "
             f"LC {c.lc_win_rate.value:.1f} ± {c.lc_win_rate.stderr:.1f}, "
-            f"position consistency {c.position_consistency:.1%} ({c.pairs} pairs)"
+            f"position consistency {c.position_consistency:.1%} ({c.pairs} pairs, judged by {c.judge})"
         )
     typer.echo(f"report: {result.report}")
 
@@ -378,11 +430,17 @@ def _harness(values: dict, tasks: str, limit: int | None, out: Path) -> None:
 def judge_eval(
     pairs: Annotated[Path, typer.Option(help="Labelled pairs JSONL: prompt, response_a, response_b, label.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (created, or resumed).")],
-    judge: Annotated[str | None, typer.Option(help="Judge model (default: the embedded default).")] = None,
+    judge: Annotated[
+        str | None, typer.Option(help="Judge model (default: a run recipe's model, else the embedded default).")
+    ] = None,
     mode: Annotated[str | None, typer.Option(help="logprob or generate.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N pairs.")] = None,
     recipe: Annotated[
-        Path | None, typer.Option(help="YAML recipe (its 'judge_eval' section, or the whole file).")
+        Path | None,
+        typer.Option(
+            help="YAML recipe: a run recipe's 'judge_eval' section, engine and model (the judge), or a "
+            "judge_eval section file."
+        ),
     ] = None,
     set_: SetOpt = None,
     force: Annotated[bool, typer.Option(help="Start over if the output directory has a different config.")] = False,
@@ -390,9 +448,15 @@ def judge_eval(
     """A judge's agreement with labelled pairs, position consistency, and a prefer-the-longer baseline."""
     from sao.eval.config import JudgeEvalConfig
     from sao.eval.judge_eval import result_markdown, run_judge_eval
+    from sao.loop.config import merge_sections
     from sao.recipe import apply_overrides, set_field, validate
 
-    values = _section(recipe, "judge_eval")
+    parts = _recipe(recipe, "judge_eval")  # a run recipe's model is the judge under test
+    values = parts.section
+    if parts.engine:
+        values = set_field(values, "engine", merge_sections(parts.engine, values.get("engine") or {}))
+    if parts.model and "model" not in (values.get("judge") or {}):
+        values = set_field(values, "judge.model", parts.model)
     flags = {"pairs": str(pairs), "judge.model": judge, "judge.mode": mode, "limit": limit}
     for key, value in flags.items():
         if value is not None:

@@ -18,12 +18,17 @@ Generated from the config classes by `python -m sao.recipe_docs`; do not edit by
 
 A recipe is YAML; unknown keys are errors, and a bad value is one error line that names
 its dotted field. `sao run RECIPE` reads the whole file. `sao synth --recipe FILE` reads
-its `synth:` section and `sao train --recipe FILE` its `train:` section (or the whole file
-when it has no such section). `--set section.key=value` overrides any field, e.g.
+its `synth:` section and `sao train --recipe FILE` its `train:` section; from a run recipe
+they also take the top-level `model` and `engine` (`sao train` runs no engine), so
+`sao synth --recipe recipes/sao-llama3-8b.yaml` runs Llama 3 on vLLM as `sao run` would;
+their flags (`--model`, `--dtype`, `--engine KEY=VALUE`, ...) override the recipe. A file
+with no run-recipe keys (`iterations`, `synth`, `train`, `report`) and no such section is
+the section itself. `--set section.key=value` overrides any field, e.g.
 `sao run recipes/quickstart-cpu.yaml --set train.learning_rate=1e-5`
 (for `sao synth` and `sao train` the keys are relative to their section).
 `sao eval --recipe FILE` and `sao judge-eval --recipe FILE` read their own `eval:` and
-`judge_eval:` sections, documented at the end.
+`judge_eval:` sections, documented at the end; a run recipe's `engine` applies under them,
+and its `model` is the default baseline and judge of `sao eval` and the judge of `sao judge-eval`.
 
 Shipped recipes: `recipes/quickstart-cpu.yaml` (the embedded model, one iteration on a
 CPU), `recipes/sao-gemma2-9b.yaml` and `recipes/sao-llama3-8b.yaml` (the paper's settings).

@@ -65,8 +65,9 @@ class OpenAISection(Section):
     backoff: float = Field(1.0, gt=0, description="First retry delay in seconds; doubles each retry, with jitter.")
     api: Literal["chat", "completions"] = Field(
         "completions",
-        description="completions: sao renders the chat template and sends text, so outputs match the "
-        "in-process engine; chat: the server applies its own template (hosted APIs).",
+        description="completions: sao renders the chat template and sends token ids (text to servers that "
+        "refuse ids), so outputs match the in-process engine; chat: the server applies its own template "
+        "(hosted APIs).",
     )
 
 

@@ -6,10 +6,15 @@ including one that already runs an event loop (a notebook), and the HTTP client 
 connection pool live as long as the engine (``close`` ends both).
 
 ``api: completions`` (the default) renders the chat template here, with the model's own
-tokenizer, and sends the text: the server sees the very prompt the in-process engine
-would decode from. ``api: chat`` sends the messages and lets the server apply its own
-template (hosted APIs offer nothing else); no tokenizer is needed, and nothing can be
-scored, since chat completions return no log-probs of the prompt.
+tokenizer, and sends the prompt's token ids: the server sees the very tokens the in-process
+engine would decode from. Text would not do: a server tokenizes a text prompt with its
+special tokens added (vLLM's default ``add_special_tokens``, llama.cpp's ``add_bos_token``),
+so a template that renders its own BOS (Llama 3, Gemma) would start with two (issue 14).
+A server that refuses token ids (llama-cpp-python's, TGI) gets text, once a probe request
+has shown whether it adds a BOS of its own: then the template's BOS is left out of the text
+(`_use_text`). ``api: chat`` sends the messages and lets the server apply its own template
+(hosted APIs offer nothing else); no tokenizer is needed, and nothing can be scored, since
+chat completions return no log-probs of the prompt.
 
 Token ids: servers return text, not ids. ``Sample.token_ids`` are the tokenizer's ids of
 the returned text, an approximation of the server's own ids (they can differ where a
@@ -60,6 +65,9 @@ MAX_DELAY = 30.0
 RETRYABLE_STATUS = frozenset({408, 429})
 # Statuses with which servers refuse echo/logprobs (or the completions endpoint) outright.
 NO_LOGPROBS_STATUS = frozenset({400, 404, 422})
+# Statuses with which servers refuse a prompt of token ids: 400 or 422 (TGI), and 500 from llama-cpp-python,
+# whose schema takes strings and which answers a validation error with a 500.
+IDS_REFUSED_STATUS = frozenset({400, 422, 500})
 
 
 class EndpointError(SaoError):
@@ -126,17 +134,15 @@ def sampling_body(params: SamplingParams, seed: int | None) -> dict[str, Any]:
     return body
 
 
-def score_body(model: str, prompt: str, continuation: str) -> dict[str, Any]:
-    """Echo the prompt with its log-probs. One new token, not zero: llama.cpp reads ``max_tokens=0``
-    as "no limit", and some servers refuse 0."""
-    return {
-        "model": model,
-        "prompt": prompt + continuation,
-        "max_tokens": 1,
-        "temperature": 0,
-        "echo": True,
-        "logprobs": 1,
-    }
+def score_body(model: str) -> dict[str, Any]:
+    """Echo the prompt with its log-probs (the prompt is added per request). One new token, not zero:
+    llama.cpp reads ``max_tokens=0`` as "no limit", and some servers refuse 0."""
+    return {"model": model, "max_tokens": 1, "temperature": 0, "echo": True, "logprobs": 1}
+
+
+def without_bos(text: str, bos: str | None) -> str:
+    """``text`` without the BOS its template rendered at the start, for a server that adds its own."""
+    return text[len(bos) :] if bos and text.startswith(bos) else text
 
 
 def finish_reason(reason: str | None) -> FinishReason:
@@ -165,13 +171,19 @@ def continuation_logprobs(
 
 @dataclass(frozen=True)
 class _Job:
-    """One request: sample ``sample`` of conversation ``conv``."""
+    """One request: sample ``sample`` of conversation ``conv``.
+
+    Completions requests carry their prompt twice, as token ids (sent) and as text (sent to servers that
+    refuse ids); ``body`` is the rest of the request. Chat requests have the messages in ``body``.
+    """
 
     conv: int
     sample: int
     seed: int | None
     body: dict[str, Any]
     tail: int = 0  # score requests: characters at the end of the prompt that are the continuation
+    ids: tuple[int, ...] = ()
+    text: str = ""
 
 
 class _LoopThread:
@@ -210,8 +222,11 @@ class OpenAIEngine:
         retry: how often and how patiently to retry.
         progress: show a progress bar.
 
-    ``stats`` counts ``requests`` sent (retries included), ``retries`` and ``logprobs_unavailable``
-    (score calls that raised `LogprobsUnavailable`).
+    ``stats`` counts ``requests`` sent (retries included), ``retries``, ``logprobs_unavailable``
+    (score calls that raised `LogprobsUnavailable`) and ``prompt_token_mismatches`` (answers whose
+    ``usage.prompt_tokens`` is not the number of prompt tokens sent: the server added or changed some).
+    ``prompt_format`` is how completions prompts go out: ``ids``, ``text`` (the server refused ids),
+    or None before the first answer.
     """
 
     def __init__(
@@ -235,13 +250,16 @@ class OpenAIEngine:
         self.api = api
         self.retry = retry
         self.progress = progress
-        self.stats = {"requests": 0, "retries": 0, "logprobs_unavailable": 0}
+        self.stats = {"requests": 0, "retries": 0, "logprobs_unavailable": 0, "prompt_token_mismatches": 0}
+        self.prompt_format: Literal["ids", "text"] | None = None
+        self._strip_bos = False  # text prompts: the server adds a BOS, so the template's is left out
         # max_retries=0: the client's own retries can neither report how many they made nor
         # take the recipe's base delay, so the retry loop is ours (`_call`).
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key or PLACEHOLDER_KEY, timeout=timeout, max_retries=0
         )
         self._limit = asyncio.Semaphore(max_concurrency)
+        self._switching = asyncio.Lock()  # one probe when the server refuses token ids
         self._rng = random.Random()
         self._loop = _LoopThread()
 
@@ -285,10 +303,16 @@ class OpenAIEngine:
     ) -> list[Completion]:
         """Sample ``n`` continuations per conversation, one request per sample; one Completion each, in order."""
         params = per_request(sampling, len(conversations))
-        prompts = self._prompts(conversations)
+        if self.api == "chat":
+            for i, conversation in enumerate(conversations):
+                check_conversation(conversation, f"conversation {i}")
+            prompts = [({"model": self.served_model, "messages": list(c)}, (), "") for c in conversations]
+        else:
+            texts = [render_prompt(self.tokenizer, c) for c in conversations]
+            prompts = [({"model": self.served_model}, self._ids(text), text) for text in texts]
         jobs = [
-            _Job(c, j, seed, prompt | sampling_body(p, seed))
-            for c, (prompt, p) in enumerate(zip(prompts, params))
+            _Job(c, j, seed, body | sampling_body(p, seed), ids=ids, text=text)
+            for c, ((body, ids, text), p) in enumerate(zip(prompts, params))
             for j, seed in enumerate(sample_seed(p, j) for j in range(p.n))
         ]
         samples = self._loop.run(self._all(jobs, self._sample, "generate"))
@@ -297,13 +321,9 @@ class OpenAIEngine:
             completions[job.conv].samples[job.sample] = sample
         return completions
 
-    def _prompts(self, conversations: Sequence[Conversation]) -> list[dict[str, Any]]:
-        """The prompt part of each request body."""
-        if self.api == "chat":
-            for i, conversation in enumerate(conversations):
-                check_conversation(conversation, f"conversation {i}")
-            return [{"model": self.served_model, "messages": list(c)} for c in conversations]
-        return [{"model": self.served_model, "prompt": render_prompt(self.tokenizer, c)} for c in conversations]
+    def _ids(self, text: str) -> tuple[int, ...]:
+        """The token ids of rendered template text, as `sao.engine.chat_template.encode_prompt` makes them."""
+        return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     async def _sample(self, job: _Job) -> Sample:
         if self.api == "chat":
@@ -311,7 +331,7 @@ class OpenAIEngine:
             choice = response.choices[0]
             text = choice.message.content or ""
         else:
-            response = await self._call(lambda: self._client.completions.create(**job.body), "completion")
+            response = await self._complete(job, "completion")
             choice = response.choices[0]
             text = choice.text
         counted = response.usage.completion_tokens if response.usage else 0
@@ -339,8 +359,11 @@ class OpenAIEngine:
                 "use api 'completions' with a server that echoes prompt log-probs, or judge mode 'generate'"
             )
         prompts = [render_prompt(self.tokenizer, c) for c in conversations]
+        # Prompt and continuation tokenized apart, as the in-process engines and the trainers do.
         jobs = [
-            _Job(i, 0, None, score_body(self.served_model, prompt, cont), tail=len(cont))
+            _Job(
+                i, 0, None, score_body(self.served_model), len(cont), self._ids(prompt) + self._ids(cont), prompt + cont
+            )
             for i, (prompt, cont) in enumerate(zip(prompts, continuations))
         ]
         try:
@@ -352,7 +375,7 @@ class OpenAIEngine:
 
     async def _score_one(self, job: _Job) -> list[float]:
         try:
-            response = await self._call(lambda: self._client.completions.create(**job.body), "score")
+            response = await self._complete(job, "score")
         except EndpointError as exc:
             if exc.status in NO_LOGPROBS_STATUS:
                 raise LogprobsUnavailable(f"{self.base_url} refused echoed prompt log-probs: {exc}") from None
@@ -373,6 +396,74 @@ class OpenAIEngine:
         return TokenLogprobs(ids if len(ids) == len(logprobs) else [UNKNOWN_ID] * len(logprobs), logprobs)
 
     # ------------------------------------------------------------------ requests
+    async def _complete(self, job: _Job, what: str) -> Any:
+        """One /v1/completions request with the job's prompt as token ids, or as text where the server refuses ids."""
+        if self.prompt_format != "text":
+            # Until a server has answered ids, the statuses that may refuse them are not retried but probed.
+            final = IDS_REFUSED_STATUS if self.prompt_format is None else frozenset()
+            try:
+                response = await self._call(
+                    lambda: self._client.completions.create(**job.body, prompt=list(job.ids)), what, final
+                )
+            except EndpointError as refused:
+                # Once ids have been answered, a refusal is about something else (a prompt too long, say).
+                if refused.status not in IDS_REFUSED_STATUS or self.prompt_format == "ids":
+                    raise
+                async with self._switching:
+                    if self.prompt_format is None:
+                        probed = await self._use_text(job, what, refused)
+                        if probed is not None:
+                            return probed
+            else:
+                self.prompt_format = "ids"
+                self._count_prompt(response, len(job.ids))
+                return response
+        text = without_bos(job.text, self.tokenizer.bos_token) if self._strip_bos else job.text
+        response = await self._call(lambda: self._client.completions.create(**job.body, prompt=text), what)
+        self._count_prompt(response, len(self._ids(job.text)))  # the server's own BOS stands in for the template's
+        return response
+
+    async def _use_text(self, job: _Job, what: str, refused: EndpointError) -> Any:
+        """Switch to text prompts after ``refused``, if the server takes this job's prompt as text.
+
+        The probe is the job's own request as text. Where the server counts one prompt token more than
+        the tokenizer gives for that text, and the text starts with the template's BOS, the server adds a
+        BOS of its own (llama.cpp with ``add_bos_token``): from then on the template's is left out, and the
+        probe (which had two) is not used. Returns the probe's answer where it can stand, else None.
+        Raises ``refused`` when the text is refused too: then the ids were not what the server minded.
+        """
+        try:
+            probe = await self._call(lambda: self._client.completions.create(**job.body, prompt=job.text), what)
+        except EndpointError:
+            raise refused from None
+        expected = len(self._ids(job.text))
+        counted = probe.usage.prompt_tokens if probe.usage else None
+        bos = self.tokenizer.bos_token
+        self._strip_bos = counted == expected + 1 and without_bos(job.text, bos) != job.text
+        self.prompt_format = "text"
+        log.warning(
+            "%s refuses token-id prompts (HTTP %s); sending text%s",
+            self.base_url,
+            refused.status,
+            f", without the template's {bos} (the server adds its own)" if self._strip_bos else "",
+        )
+        if self._strip_bos:
+            return None
+        self._count_prompt(probe, expected)
+        return probe
+
+    def _count_prompt(self, response: Any, sent: int) -> None:
+        counted = response.usage.prompt_tokens if response.usage else None
+        if counted is not None and counted != sent:
+            if not self.stats["prompt_token_mismatches"]:
+                log.warning(
+                    "%s counted %d prompt tokens where %d were sent: it adds or re-tokenizes some",
+                    self.base_url,
+                    counted,
+                    sent,
+                )
+            self.stats["prompt_token_mismatches"] += 1
+
     async def _all(self, jobs: list[_Job], one: Callable[[_Job], Awaitable[T]], desc: str) -> list[T]:
         """Run ``one`` over every job concurrently (bounded by the semaphore in `_call`), in job order."""
         with tqdm(total=len(jobs), unit="req", desc=desc, disable=not self.progress, leave=False) as bar:
@@ -389,8 +480,9 @@ class OpenAIEngine:
                 for task in tasks:  # one failed: the others are of no use any more
                     task.cancel()
 
-    async def _call(self, request: Callable[[], Awaitable[T]], what: str) -> T:
-        """One request, retried with backoff after 429, 408, 5xx, a timeout or a lost connection."""
+    async def _call(self, request: Callable[[], Awaitable[T]], what: str, final: frozenset[int] = frozenset()) -> T:
+        """One request, retried with backoff after 429, 408, 5xx, a timeout or a lost connection
+        (but not after a status in ``final``)."""
         retries = 0
         while True:
             try:
@@ -398,8 +490,8 @@ class OpenAIEngine:
                     self.stats["requests"] += 1
                     return await request()
             except (openai.APIStatusError, openai.APIConnectionError) as exc:
-                if not is_retryable(exc):
-                    status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+                status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+                if not is_retryable(exc) or status in final:
                     raise EndpointError(f"{what} request to {self.base_url} failed: {describe(exc)}", status) from None
                 if retries == self.retry.max_retries:
                     raise EndpointError(

@@ -28,8 +28,9 @@ class PairJudgeSection(Section):
 
     model: str = Field(
         "self",
-        description="'self' (each candidate judges its own comparison, as in SAO), or a model alias, local "
-        "directory or HF hub id that judges every comparison.",
+        description="A model alias, local directory or HF hub id that judges every comparison, or 'self': each "
+        "candidate judges its own comparison, as in SAO (then each win rate has a different judge, with its "
+        "self-preference, and they do not compare). `sao eval --run` or a run recipe: default the starting model.",
     )
     mode: Literal["logprob", "generate"] = Field(
         "logprob",

@@ -25,20 +25,39 @@ def _estimate(e) -> str:
 
 def comparisons_markdown(comparisons: list[Comparison]) -> str:
     lines = [
-        "| candidate | baseline | pairs | win rate % | LC win rate % | W / T / L | position consistency | "
+        "| candidate | baseline | judge | pairs | win rate % | LC win rate % | W / T / L | position consistency | "
         "first-slot wins | 'longer wins' rate % | mean chars A / B | A truncated |",
-        "|---|---|---:|---:|---:|---|---:|---:|---:|---|---:|",
+        "|---|---|---|---:|---:|---:|---|---:|---:|---:|---|---:|",
     ]
     for c in comparisons:
         dropped = sum(c.dropped.values())
         pairs = f"{c.pairs}" + (f" (+{dropped} dropped)" if dropped else "")
         lines.append(
-            f"| {c.name} | {c.baseline} | {pairs} | {_estimate(c.win_rate)} | {_estimate(c.lc_win_rate)} | "
+            f"| {c.name} | {c.baseline} | {c.judge or '-'} | {pairs} | {_estimate(c.win_rate)} | "
+            f"{_estimate(c.lc_win_rate)}{' (d)' if c.lc_uses_difficulty else ''} | "
             f"{c.wins} / {c.ties} / {c.losses} | {c.position_consistency:.1%} | {c.first_slot_win_share:.1%} | "
             f"{c.longer_win_rate.value:.1f} | {c.mean_len_a:.0f} / {c.mean_len_b:.0f} | "
             f"{'-' if c.truncated_a is None else c.truncated_a} |"
         )
     return "\n".join(lines)
+
+
+def judges_markdown(comparisons: list[Comparison]) -> str:
+    """Who judged what, and whether the rows' win rates can be compared with each other."""
+    judges = {c.judge for c in comparisons}
+    if any(c.judge and c.judge.endswith("(self)") for c in comparisons):
+        text = (
+            "Judge: self. Each candidate judged its own comparison (SAO's setting), so each row was scored by a "
+            "different judge, with that judge's preference for its own answers built in: the rows' win rates do "
+            "not compare with each other. A fixed judge (`--judge MODEL`) scores every row alike."
+        )
+    elif len(judges) == 1:
+        text = f"Judge: `{judges.pop()}` scored every comparison, so the rows' win rates compare."
+    else:
+        text = "Judges: " + ", ".join(f"{c.name} by `{c.judge}`" for c in comparisons) + "."
+    if any(c.lc_uses_difficulty for c in comparisons):
+        text += " (d): the LC fit has an instruction-difficulty term (the instruction file's instruction_difficulty)."
+    return text
 
 
 def plot_win_rates(comparisons: list[Comparison], path: Path) -> Path:
@@ -113,6 +132,7 @@ def write_eval_report(
         [
             f"# sao eval ({created})",
             comparisons_markdown(comparisons),
+            judges_markdown(comparisons),
             "Win rate: mean judge preference for the candidate, each pair judged in both orders and averaged "
             "(a tie counts half), ± standard error. LC win rate: length-controlled, after " + LC_SOURCE + "; "
             "± bootstrap standard error. Position consistency: share of pairs whose winner is the same in both "

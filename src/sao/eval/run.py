@@ -224,14 +224,23 @@ def run_eval(config: EvalConfig, out_dir: str | Path, *, force: bool = False, pr
             trust_remote_code=config.trust_remote_code,
             progress=progress,
         )
+    # AlpacaEval's instruction_difficulty where the instruction file has it; summarise uses it only when every
+    # judged instruction has one. sao estimates none itself: see docs/evaluation.md.
+    difficulty = {i.id: i.difficulty for i in instructions}
     comparisons, candidates = [], []
     for spec, name in zip(config.candidates, names):
         root = out_dir / slug(name)
         side, engine = answers(spec, name, root)
-        judge, judge_spec = (shared_judge, config.judge.model) if shared_judge else (engine, spec)
-        judge_settings = (config.judge.engine or config.engine) if shared_judge else config.engine
+        if shared_judge:
+            if engine:
+                engine.release()  # the candidate's answers are written; only the judge is needed now
+            judge, judge_spec, judge_settings = shared_judge, config.judge.model, config.judge.engine or config.engine
+            judged_by = config.judge.model
+        else:
+            judge, judge_spec, judge_settings = engine, spec, config.engine
+            judged_by = f"{name} (self)"
         items = [judged_pair(i, side.outputs[i.id], baseline.outputs[i.id]) for i in instructions]
-        log.info("judging %s against %s (%d pairs, both orders)", name, baseline_name, len(items))
+        log.info("judging %s against %s with %s (%d pairs, both orders)", name, baseline_name, judged_by, len(items))
         store, _ = run_pairwise(
             judge,
             items,
@@ -244,7 +253,15 @@ def run_eval(config: EvalConfig, out_dir: str | Path, *, force: bool = False, pr
         if engine:
             engine.release()
         comparisons.append(
-            summarise(store.rows("judgements"), name, baseline_name, truncated_a=side.truncated, n_boot=config.n_boot)
+            summarise(
+                store.rows("judgements"),
+                name,
+                baseline_name,
+                truncated_a=side.truncated,
+                n_boot=config.n_boot,
+                difficulty=difficulty,
+                judge=judged_by,
+            )
         )
         _export(side, instructions, root)
         candidates.append(side)
@@ -261,6 +278,36 @@ def _export(side: Answers, instructions: list[Instruction], root: Path) -> None:
     first_turns = [replace(i, messages=[m for m in i.messages if m["role"] == "user"][:1]) for i in instructions]
     write_alpaca_eval(root / "model_outputs.json", first_turns, side.outputs, side.name)
     write_mt_bench_answers(root / "model_answer" / f"{slug(side.name)}.jsonl", instructions, side.outputs, side.name)
+
+
+def with_run_iterations(values: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    """An eval section (``values``) with a `sao run` directory's finished iterations added as candidates.
+
+    The iterations come after any candidates already in ``values``, named ``iter-K`` (names already given
+    are kept, and must then name every candidate). Where ``values`` names none, the run's starting model
+    is the baseline (did the iterations beat the model they started from?) and the judge: one fixed judge
+    scores every iteration, so their win rates compare. With ``judge.model: self`` (SAO's own setting) each
+    iteration would judge its own comparison, so each win rate would come from a different judge, with
+    that judge's preference for its own answers built in.
+    Raises InputError as `run_iterations` does.
+    """
+    start, specs, names = run_iterations(run_dir)
+    out = dict(values)
+    earlier = list(out.get("candidates") or [])
+    out["candidates"] = earlier + specs
+    if not out.get("names"):
+        out["names"] = [default_name(spec) for spec in earlier] + names
+    return with_starting_model(out, start)
+
+
+def with_starting_model(values: dict[str, Any], model: str) -> dict[str, Any]:
+    """``values`` with ``model`` (a run's starting model) as the baseline and the judge where it names none."""
+    out = dict(values)
+    out.setdefault("baseline", model)
+    judge = dict(out.get("judge") or {})
+    judge.setdefault("model", model)
+    out["judge"] = judge
+    return out
 
 
 def run_iterations(run_dir: str | Path) -> tuple[str, list[str], list[str]]:

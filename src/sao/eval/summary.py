@@ -31,6 +31,7 @@ class Comparison:
     mean_len_a: float  # characters
     mean_len_b: float
     truncated_a: int | None  # A's answers cut at max_new_tokens (None: read from a file)
+    judge: str | None = None  # who judged: a model spec, or "<candidate> (self)" when A judged itself
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,11 +46,13 @@ def summarise(
     n_boot: int,
     difficulty: dict[str, float | None] | None = None,
     seed: int = 0,
+    judge: str | None = None,
 ) -> Comparison:
     """Win rate, LC win rate and judge diagnostics over the kept verdict rows.
 
     ``difficulty`` maps instruction ids to AlpacaEval's instruction difficulty; the LC model uses it
     only when every judged instruction has one (a partial covariate would silently drop pairs).
+    ``judge`` names who judged the rows, for the report.
 
     Raises SaoError when no pair could be judged (every verdict unparsable): a win rate of
     nothing would be a made-up number.
@@ -79,4 +82,5 @@ def summarise(
         mean_len_a=round(sum(len_a) / len(len_a), 1),
         mean_len_b=round(sum(len_b) / len(len_b), 1),
         truncated_a=truncated_a,
+        judge=judge,
     )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 from pydantic import Field, field_validator
 
 from sao.embedded_models import DEFAULT_MODEL
 from sao.engine.config import EngineSection
+from sao.errors import ConfigError
 from sao.recipe import Section
 from sao.synth.config import SynthConfig
 from sao.train.config import TrainConfig
@@ -52,3 +56,50 @@ class RunConfig(Section):
         if "model" in v.model_fields_set:
             raise ValueError("'model' belongs at the top level of a run recipe (each iteration uses the latest model)")
         return v
+
+
+# The keys that make a recipe a run recipe (`sao run` reads the whole file): a file with none of them
+# is one command's section on its own.
+RUN_KEYS = frozenset({"iterations", "synth", "train", "report"})
+
+
+@dataclass(frozen=True)
+class CommandRecipe:
+    """What ``--recipe FILE`` gives one command: its own section, and a run recipe's shared settings.
+
+    ``model`` and ``engine`` are the run recipe's top level (None and {} for a section file), which
+    every command that takes ``--recipe`` applies under its own section and its flags.
+    """
+
+    section: dict[str, Any]
+    model: str | None = None
+    engine: dict[str, Any] = field(default_factory=dict)
+
+
+def command_recipe(values: dict[str, Any], section: str) -> CommandRecipe:
+    """Split a recipe file's ``values`` for the command whose section is ``section`` (synth, train, eval, ...).
+
+    A run recipe (it has ``section`` or any of `RUN_KEYS`) gives its ``section`` (empty when it has none)
+    and its top-level ``model`` and ``engine``, as `sao run` composes them: `sao synth --recipe
+    recipes/sao-llama3-8b.yaml` runs Llama 3 on vLLM, as `sao run` would. Any other file is the section
+    on its own. Raises ConfigError when the shared parts have the wrong shape.
+    """
+    if section not in values and not RUN_KEYS & values.keys():
+        return CommandRecipe(dict(values))
+    own, model, engine = values.get(section) or {}, values.get("model"), values.get("engine") or {}
+    if not isinstance(own, dict):
+        raise ConfigError(f"{section}: must be a section (a mapping of fields)")
+    if model is not None and not isinstance(model, str):
+        raise ConfigError(f"model: must be a model alias, local directory or HF hub id, got {model!r}")
+    if not isinstance(engine, dict):
+        raise ConfigError("engine: must be a section (a mapping of fields)")
+    return CommandRecipe(dict(own), model, dict(engine))
+
+
+def merge_sections(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` laid on top, section by section (``over`` wins field by field)."""
+    out = dict(base)
+    for key, value in over.items():
+        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merge_sections(out[key], value) if nested else value
+    return out

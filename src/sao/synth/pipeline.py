@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,16 @@ MODEL_STAGES = [
 STAGES = [name for name, _ in MODEL_STAGES] + [pairs.STAGE]
 
 
+def check_until(config: SynthConfig, until: str | None) -> None:
+    """Raise ConfigError unless ``until`` names a stage that ``config`` runs (or is None)."""
+    if until is None:
+        return
+    if until not in STAGES:
+        raise ConfigError(f"until: '{until}' is not a stage ({', '.join(STAGES)})")
+    if until == personas.STAGE and config.prompts.no_personas:
+        raise ConfigError("until: 'personas' does not run with prompts.no_personas; stop after 'prompts' instead")
+
+
 def run_synth(
     engine: Engine,
     config: SynthConfig,
@@ -41,9 +50,11 @@ def run_synth(
     A stage that is done is skipped (its rows are final); a later call without ``until``
     carries on from there.
 
-    With ``prompts.no_personas`` the persona stage does not run. The wall time of the run
-    that completed a stage is recorded in its manifest stats as ``seconds``.
+    With ``prompts.no_personas`` the persona stage does not run. Each stage's wall time,
+    summed over every invocation that worked on it, is its manifest status's ``seconds``
+    (`sao.stage.run_stage`).
     """
+    check_until(config, until)
     store = RunStore.open(out_dir, config.model_dump(), model_info, force=force)
     results: dict[str, StageResult | None] = {}
     steps: list[tuple[str, Any]] = [
@@ -53,18 +64,12 @@ def run_synth(
     ]
     steps.append((pairs.STAGE, lambda: pairs.run_pairs(config, store, progress=progress)))
     if until is not None:
-        if until not in STAGES:
-            raise ConfigError(f"until: '{until}' is not a stage ({', '.join(STAGES)})")
         steps = steps[: [name for name, _ in steps].index(until) + 1]
     for name, step in steps:
         if store.is_done(name):
             log.info("%s: done already, skipped", name)
             results[name] = None
             continue
-        started = time.perf_counter()
         results[name] = step()
-        status = store.manifest.stages[name]
-        status.stats["seconds"] = round(time.perf_counter() - started, 1)
-        store.save()
         log.info("%s: %d rows (%d new)", name, results[name].total, results[name].written)
     return store, results
