@@ -21,7 +21,9 @@ top-p 0.95. Times are medians of ``--reps`` runs, interleaved across methods.
 
 Headline fields: ``speedup_vs_batched_generate`` and ``speedup_vs_naive_loop`` are the
 fastest engine's sampled rate at the full batch over sampled batched ``generate`` and over
-the naive loop.
+the naive loop. ``compute_bound_tok_s`` is what 2 x parameters FLOP per token allows at the
+fp32 and bf16 matmul peaks measured at the start of the same run (`machine.machine_record`);
+each row's "of bound" is its rate over the bound of the dtype it computes in.
 
 Usage: python benchmarks/generate_throughput.py [--prompts 32 --max-new-tokens 256 --batch-size 32]
 """
@@ -36,7 +38,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from report import machine_info, machine_line, median_time, write_result  # noqa: E402
+from machine import compute_bound_tok_s, machine_record  # noqa: E402
+from report import median_time, write_result  # noqa: E402
 from sao.engine import SamplingParams  # noqa: E402
 from sao.engine.batching import left_pad  # noqa: E402
 from sao.engine.chat_template import encode_prompts  # noqa: E402
@@ -118,8 +121,14 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--dtype", default="auto")
+    parser.add_argument(
+        "--no-q8-0",
+        action="store_true",
+        help="Skip the q8_0 single-stream row (llama-cpp-python 0.3.36 segfaulted in llama_decode on q8_0 "
+        "weights on an AMX Xeon, 2026-12-01).",
+    )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    info = machine_record(args.threads)  # the matmul peaks the compute bound comes from, measured first
 
     loaded = load_model(args.model, dtype=args.dtype)
     engine = TransformersEngine(loaded, max_batch_size=args.batch_size, progress=False)
@@ -128,8 +137,9 @@ def main() -> None:
     llama = build_engine(args.model, EngineSection.model_validate(llama_settings | {"batch_size": args.batch_size}))
     llama_single = build_engine(args.model, EngineSection.model_validate(llama_settings | {"batch_size": 1}))
     q8 = {"backend": "llamacpp", "batch_size": 1, "llamacpp": {"n_threads": args.threads, "weights": "q8_0"}}
-    llama_single_q8 = build_engine(args.model, EngineSection.model_validate(q8))
-    for e in (llama, llama_single, llama_single_q8):
+    llama_single_q8 = None if args.no_q8_0 else build_engine(args.model, EngineSection.model_validate(q8))
+    llamas = [e for e in (llama, llama_single, llama_single_q8) if e is not None]
+    for e in llamas:
         e.progress = False
     convs = make_prompts(args.prompts)
     encoded = encode_prompts(engine.tokenizer, convs)
@@ -179,6 +189,8 @@ def main() -> None:
             "llamacpp_single_q8_0": (lambda: run(llama_single_q8, singles, sampled), args.reps, "sampled, batch 1"),
             "engine_single": (lambda: run(single, singles, sampled), args.reps, "sampled, batch 1"),
         }
+        if llama_single_q8 is None:
+            del methods["llamacpp_single_q8_0"]
         # Interleave the repetitions (A B C A B C ...) so that a slow spell of this shared
         # machine hits every method alike rather than one method's block of runs.
         # Unseeded sampling (plain generate) emits a different number of tokens each run, so
@@ -192,7 +204,7 @@ def main() -> None:
                     count = sum(len(t) for t in outputs[name])
                     runs[name].append((count / seconds, count, seconds))
                     print(f"rep {rep} {name:26s} {count:6d} tok {seconds:7.2f} s", flush=True)
-    for e in (llama, llama_single, llama_single_q8):
+    for e in llamas:
         e.close()
 
     rows = {}
@@ -208,7 +220,12 @@ def main() -> None:
     def ratio(a: str, b: str) -> float:
         return round(rows[a]["tok_s"] / rows[b]["tok_s"], 2)
 
-    info = machine_info(args.threads)
+    # The bound: 2 x parameters FLOP per token at the measured matmul peak of the torch dtype
+    # (llama.cpp rows against the fp32 one: x86 CPUs without AVX512-FP16 multiply its float16 weights in float32).
+    params = sum(p.numel() for p in loaded.model.parameters())
+    dtype = str(loaded.model.dtype).removeprefix("torch.")
+    bounds = {d: round(compute_bound_tok_s(info, d, params)) for d in ("float32", "bfloat16")}
+    bound = bounds.get(dtype, bounds["float32"])
     result = {
         "benchmark": "generate_throughput",
         "fastest_engine": best.removesuffix("_sampled"),
@@ -217,11 +234,11 @@ def main() -> None:
         "speedup_vs_naive_loop": ratio(best, "naive_loop"),
         "single_stream_tok_s": {
             "llamacpp_f16": rows["llamacpp_single"]["tok_s"],
-            "llamacpp_q8_0": rows["llamacpp_single_q8_0"]["tok_s"],
+            "llamacpp_q8_0": rows["llamacpp_single_q8_0"]["tok_s"] if "llamacpp_single_q8_0" in rows else None,
         },
         "speedup_single_stream_llamacpp_vs_transformers_engine": {
             "f16": ratio("llamacpp_single", "engine_single"),
-            "q8_0": ratio("llamacpp_single_q8_0", "engine_single"),
+            "q8_0": ratio("llamacpp_single_q8_0", "engine_single") if "llamacpp_single_q8_0" in rows else None,
         },
         "speedup_refill_llamacpp_vs_transformers_engine": ratio("llamacpp_refill", "engine_refill"),
         "speedup_transformers_engine_vs_batched_generate": {
@@ -235,10 +252,15 @@ def main() -> None:
             "median_common_prefix_tokens": prefixes[len(prefixes) // 2],
             "min_common_prefix_tokens": prefixes[0],
         },
+        "compute_bound_tok_s": bounds,
+        "sampled_share_of_bound": round(
+            rows[best]["tok_s"] / (bounds["float32"] if best.startswith("llamacpp") else bound), 3
+        ),
         "machine": info,
         "config": {
             "model": args.model,
-            "dtype": str(loaded.model.dtype).removeprefix("torch."),
+            "parameters": params,
+            "dtype": dtype,
             "llamacpp_weights": Path(llama.model_path).name,
             "prompts": args.prompts,
             "single_stream_prompts": args.single_prompts,
@@ -248,25 +270,29 @@ def main() -> None:
         },
         "methods": rows,
     }
+    q8_note = " except the q8_0 row" if "llamacpp_single_q8_0" in rows else "; q8_0 row skipped (--no-q8-0)"
     lines = [
-        machine_line(info),
         f"Model {args.model}: transformers in {result['config']['dtype']}, llama.cpp on "
         f"{result['config']['llamacpp_weights']}. {args.prompts} prompts, max_new_tokens {max_new}, batch size "
         f"{args.batch_size} (refill rows: {args.refill_prompts} prompts; single-stream rows: batch 1, first "
-        f"{args.single_prompts} prompts; llama.cpp runs float16 weights except the q8_0 row); median of "
+        f"{args.single_prompts} prompts; llama.cpp runs float16 weights{q8_note}); median of "
         f"{args.reps} interleaved runs (naive loop: 1 run over the first {args.naive_prompts} prompts). Greedy text "
         f"of the transformers engine identical to batched generate on {same_text}/{len(prompts)} prompts and to "
         f"the naive loop on {same_naive}/{len(outputs['naive_loop'])}; llama.cpp vs transformers engine: "
-        f"{llama_identical}/{len(prompts)} identical, median common prefix {prefixes[len(prefixes) // 2]} tokens.",
+        f"{llama_identical}/{len(prompts)} identical, median common prefix {prefixes[len(prefixes) // 2]} tokens. "
+        f"Compute bound from this run's matmul peaks (2 x {params / 1e6:.0f}M FLOP per token): fp32 "
+        f"{bounds['float32']} tok/s, bf16 {bounds['bfloat16']} tok/s; 'of bound' is against the {dtype} bound "
+        f"for the transformers rows and the fp32 one for llama.cpp's.",
         "",
-        "| method | decoding | tokens | seconds | tok/s | vs batched generate | vs naive loop |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| method | decoding | tokens | seconds | tok/s | of bound | vs batched generate | vs naive loop |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     baseline = {"greedy": "batched_generate", "sampled": "batched_generate_sampled"}
     for name, (_, _, mode) in methods.items():
         r = rows[name]
         vs_batched = f"{ratio(name, baseline[mode])}x" if mode in baseline else "n/a (other prompts)"
-        cells = [name, mode, r["tokens"], f"{r['seconds']:.2f}", f"{r['tok_s']:.1f}", vs_batched]
+        of_bound = r["tok_s"] / (bounds["float32"] if name.startswith("llamacpp") else bound)
+        cells = [name, mode, r["tokens"], f"{r['seconds']:.2f}", f"{r['tok_s']:.1f}", f"{of_bound:.0%}", vs_batched]
         cells.append(f"{ratio(name, 'naive_loop')}x")
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     path = write_result("generate_throughput", result, "\n".join(lines))

@@ -1,15 +1,18 @@
 """How well the default model judges, against the "prefer the longer answer" baseline on the same pairs.
 
 There are no per-item human labels on this machine, so the labels are a model-level proxy built from
-MT-Bench (FastChat, Apache-2.0): for each first-turn question, the answer of a much stronger model is
-labelled better than that of a much weaker one. Published MT-Bench scores (GPT-4 as judge): gpt-4 8.99,
-gpt-3.5-turbo 7.94, alpaca-13b 4.53, llama-13b 2.61; the pairs used are gpt-4 vs llama-13b and
+MT-Bench (FastChat, Apache-2.0; the files are in the repository, tests/data/mt_bench and
+benchmarks/data/mt_bench, each with its README): for each first-turn question, the answer of a much
+stronger model is labelled better than that of a much weaker one. Published MT-Bench scores (GPT-4 as
+judge): gpt-4 8.99, gpt-3.5-turbo 7.94, alpaca-13b 4.53, llama-13b 2.61; the pairs used are gpt-4 vs llama-13b and
 gpt-3.5-turbo vs alpaca-13b, gaps of 6.4 and 3.4 points. A few individual answers of the weaker model may
 still be better, so even a perfect judge would agree with these labels on somewhat less than 100%.
 Which answer sits in slot a is drawn with a fixed seed, so the labels are balanced between a and b.
 
 Writes the labelled pairs and the judge-eval run under benchmarks/results/judge_agreement/, the figures
 to benchmarks/results/judge_agreement.json and a table to docs/benchmarks.md.
+
+Usage: python benchmarks/judge_agreement.py [--judge smollm2-135m] [--limit N]
 """
 
 from __future__ import annotations
@@ -29,20 +32,24 @@ from sao.eval.formats import read_instructions, read_outputs
 from sao.eval.judge_eval import run_judge_eval
 
 sys.path.insert(0, os.path.dirname(__file__))
-from report import RESULTS, machine_info, write_result  # noqa: E402
+from machine import machine_record  # noqa: E402
+from mt_bench_data import answers_file, mt_bench_file  # noqa: E402
+from report import RESULTS, write_result  # noqa: E402
 
-DEFAULT_MT_BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "mt_bench"
 MATCHUPS = [("gpt-4", "llama-13b"), ("gpt-3.5-turbo", "alpaca-13b")]
 
 
-def build_pairs(mt_bench: Path, seed: int = 0) -> list[dict[str, str]]:
-    """One labelled pair per question and matchup; the stronger model's answer is the labelled winner."""
-    questions = read_instructions(mt_bench / "question.jsonl")
+def build_pairs(mt_bench: Path | None = None, seed: int = 0) -> list[dict[str, str]]:
+    """One labelled pair per question and matchup; the stronger model's answer is the labelled winner.
+
+    ``mt_bench`` is a FastChat MT-Bench data directory; default: the repository's copies.
+    """
+    questions = read_instructions(mt_bench_file("question.jsonl", mt_bench))
     rng = random.Random(seed)
     rows = []
     for strong, weak in MATCHUPS:
-        better = read_outputs(mt_bench / "model_answer" / f"{strong}.jsonl")
-        worse = read_outputs(mt_bench / "model_answer" / f"{weak}.jsonl")
+        better = read_outputs(answers_file(strong, mt_bench))
+        worse = read_outputs(answers_file(weak, mt_bench))
         for q in questions:
             strong_first = rng.random() < 0.5
             a, b = (better, worse) if strong_first else (worse, better)
@@ -60,7 +67,9 @@ def build_pairs(mt_bench: Path, seed: int = 0) -> list[dict[str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mt-bench", type=Path, default=DEFAULT_MT_BENCH, help="FastChat MT-Bench data directory.")
+    parser.add_argument(
+        "--mt-bench", type=Path, default=None, help="FastChat MT-Bench data directory (default: the repository's)."
+    )
     parser.add_argument("--judge", default="smollm2-135m")
     parser.add_argument("--limit", type=int, default=None, help="Judge only the first N pairs.")
     args = parser.parse_args()
@@ -75,7 +84,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     ratio = result.judge.rate / result.longer.rate if result.longer.rate else None
     data = {
-        "machine": machine_info(threads=torch.get_num_threads()),
+        "machine": machine_record(torch.get_num_threads()),
         "judge": args.judge,
         "matchups": MATCHUPS,
         "seconds": round(seconds, 1),
@@ -87,7 +96,7 @@ def main() -> None:
     table = "\n".join(
         [
             f"Judge agreement on {result.pairs} MT-Bench proxy-labelled pairs ({matchups}; stronger model's answer "
-            f"labelled better), {data['machine']['date']}, {data['machine']['cpu']}:",
+            f"labelled better), {seconds / 60:.1f} min:",
             "",
             "| judge | agreement | 95% CI | position consistency | ratio to 'prefer longer' |",
             "|---|---:|---|---:|---:|",

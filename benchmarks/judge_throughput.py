@@ -1,6 +1,7 @@
 """Judge throughput: the log-prob judge against the generate judge, on the same pairs and engine.
 
-The pairs are real: MT-Bench first-turn questions (FastChat, Apache-2.0) with the answers of
+The pairs are real: MT-Bench first-turn questions (FastChat, Apache-2.0; the files are in the
+repository, tests/data/mt_bench and benchmarks/data/mt_bench) with the answers of
 gpt-3.5-turbo and alpaca-13b, judged in both orders as the SAO judge stage does (``order:
 swap``), so every pair is two judge requests. Long answers make long judge prompts; the
 answers are cut to ``--answer-chars`` characters to keep the run short.
@@ -15,7 +16,11 @@ Methods, timed in one process on the same judge requests:
   config's default, 16) decoded and parsed.
 
 Both in-process engines are measured (transformers, and llama.cpp when installed). Figures
-are pairs/s, medians of ``--reps`` interleaved runs.
+are pairs/s, medians of ``--reps`` interleaved runs. The compute bound beside them is the
+pairs/s at which the judge prompts alone (2 x parameters FLOP per token) would take all of
+the matmul peak measured in the same run (`machine.machine_record`): the peak of the
+transformers engine's dtype (bf16 where native), and the fp32 one for llama.cpp (its
+float16 weights are multiplied in float32 on x86 CPUs without AVX512-FP16).
 
 Usage: python benchmarks/judge_throughput.py [--pairs 12 --answer-chars 1200 --reps 3]
 """
@@ -28,10 +33,10 @@ import random
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, os.path.dirname(__file__))
-from report import machine_info, machine_line, median_time, write_result  # noqa: E402
+from machine import compute_bound_tok_s, machine_record  # noqa: E402
+from mt_bench_data import answers_file, mt_bench_file  # noqa: E402
+from report import median_time, write_result  # noqa: E402
 from sao.engine.config import EngineSection  # noqa: E402
 from sao.engine.factory import build_engine  # noqa: E402
 from sao.eval.formats import read_instructions, read_outputs  # noqa: E402
@@ -39,14 +44,12 @@ from sao.stages.judge import JudgeRequest, run_judge  # noqa: E402
 from sao.synth.config import JudgeConfig  # noqa: E402
 from sao.synth.ranking import RANKING_PREFIX, build_judge_prompt  # noqa: E402
 
-MT_BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "mt_bench"
 
-
-def judge_requests(mt_bench: Path, pairs: int, answer_chars: int) -> list[JudgeRequest]:
-    """Both orders of ``pairs`` answer pairs, as the judge stage builds them."""
-    questions = read_instructions(mt_bench / "question.jsonl")
-    a = read_outputs(mt_bench / "model_answer" / "gpt-3.5-turbo.jsonl")
-    b = read_outputs(mt_bench / "model_answer" / "alpaca-13b.jsonl")
+def judge_requests(mt_bench: Path | None, pairs: int, answer_chars: int) -> list[JudgeRequest]:
+    """Both orders of ``pairs`` answer pairs, as the judge stage builds them (``mt_bench``: see `mt_bench_file`)."""
+    questions = read_instructions(mt_bench_file("question.jsonl", mt_bench))
+    a = read_outputs(answers_file("gpt-3.5-turbo", mt_bench))
+    b = read_outputs(answers_file("alpaca-13b", mt_bench))
     chosen = random.Random(0).sample(questions, pairs)
     requests = []
     for row, q in enumerate(chosen):
@@ -68,13 +71,15 @@ def unshared(engine, requests: list[JudgeRequest]) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--mt-bench", type=Path, default=MT_BENCH)
+    parser.add_argument(
+        "--mt-bench", type=Path, default=None, help="FastChat MT-Bench data directory (default: the repository's)."
+    )
     parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--answer-chars", type=int, default=1200)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    info = machine_record(args.threads)  # the matmul peaks the bound comes from, measured first
 
     requests = judge_requests(args.mt_bench, args.pairs, args.answer_chars)
     max_new = JudgeConfig().max_new_tokens
@@ -125,7 +130,13 @@ def main() -> None:
         for b in backends
     }
     fastest = max(backends, key=lambda b: rows[f"{b}/logprob"]["pairs_per_s"])
-    info = machine_info(args.threads)
+    params = sum(p.numel() for p in engines["transformers"].model.parameters())
+    dtype = str(engines["transformers"].model.dtype).removeprefix("torch.")
+    bound_dtype = {"transformers": dtype if dtype in ("float32", "bfloat16") else "float32", "llamacpp": "float32"}
+    bounds = {
+        b: round(compute_bound_tok_s(info, bound_dtype[b], params, tokens=sum(prompt_tokens) / pairs), 3)
+        for b in backends
+    }
     result = {
         "benchmark": "judge_throughput",
         "speedup_logprob_vs_generate_judge": ratios["transformers"]["logprob_vs_generate"],
@@ -137,6 +148,7 @@ def main() -> None:
         ),
         "fastest_logprob_engine": fastest,
         "generate_judge_parse_rate": {b: round(v, 3) for b, v in parsed.items()},
+        "compute_bound_pairs_per_s": bounds,
         "machine": info,
         "config": {
             "model": args.model,
@@ -144,15 +156,19 @@ def main() -> None:
             "requests": len(requests),
             "answer_chars": args.answer_chars,
             "judge_prompt_tokens_median": sorted(prompt_tokens)[len(prompt_tokens) // 2],
+            "parameters": params,
+            "transformers_dtype": dtype,
             "generate_max_new_tokens": max_new,
         },
         "methods": rows,
     }
     lines = [
-        machine_line(info),
         f"{pairs} MT-Bench answer pairs (gpt-3.5-turbo vs alpaca-13b, answers cut to {args.answer_chars} characters), "
         f"both orders: {len(requests)} judge requests, median prompt {result['config']['judge_prompt_tokens_median']} "
-        f"tokens; generate judge up to {max_new} tokens; median of {args.reps} interleaved runs.",
+        f"tokens; generate judge up to {max_new} tokens; median of {args.reps} interleaved runs. Compute bound of "
+        "the judge prompts alone at the matmul peak above: "
+        + ", ".join(f"{b} ({bound_dtype[b]}) {bounds[b]:.2f} pairs/s" for b in backends)
+        + ".",
         "",
         "| engine | judge | seconds | pairs/s | log-prob judge speedup |",
         "|---|---|---:|---:|---:|",

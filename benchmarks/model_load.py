@@ -19,7 +19,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401  (import cost outside the timings)
 
 sys.path.insert(0, os.path.dirname(__file__))
-from report import machine_info, machine_line, median_time, write_result  # noqa: E402
+from machine import machine_record  # noqa: E402
+from report import median_time, write_result  # noqa: E402
 from sao.models import load_model  # noqa: E402
 
 
@@ -37,7 +38,7 @@ def main() -> None:
         first = time.perf_counter() - start
         cached, _ = median_time(lambda: load_model("smollm2-135m"), args.reps)
 
-    info = machine_info(args.threads)
+    info = machine_record(args.threads)
     result = {
         "benchmark": "model_load",
         "first_use_seconds": round(first, 2),
@@ -48,7 +49,6 @@ def main() -> None:
     }
     table = "\n".join(
         [
-            machine_line(info),
             "",
             "| load of smollm2-135m | seconds |",
             "|---|---:|",

@@ -10,9 +10,11 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     "model_load.py",
     "generate_throughput.py",
+    "llamacpp_decode.py",
     "judge_throughput.py",
     "train_throughput.py",
     "judge_agreement.py",
+    "batch_invariance.py",
     "e2e_iteration.py",
 ]
 
