@@ -121,12 +121,6 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--dtype", default="auto")
-    parser.add_argument(
-        "--no-q8-0",
-        action="store_true",
-        help="Skip the q8_0 single-stream row (llama-cpp-python 0.3.36 segfaulted in llama_decode on q8_0 "
-        "weights on an AMX Xeon, 2026-12-01).",
-    )
     args = parser.parse_args()
     info = machine_record(args.threads)  # the matmul peaks the compute bound comes from, measured first
 
@@ -137,8 +131,8 @@ def main() -> None:
     llama = build_engine(args.model, EngineSection.model_validate(llama_settings | {"batch_size": args.batch_size}))
     llama_single = build_engine(args.model, EngineSection.model_validate(llama_settings | {"batch_size": 1}))
     q8 = {"backend": "llamacpp", "batch_size": 1, "llamacpp": {"n_threads": args.threads, "weights": "q8_0"}}
-    llama_single_q8 = None if args.no_q8_0 else build_engine(args.model, EngineSection.model_validate(q8))
-    llamas = [e for e in (llama, llama_single, llama_single_q8) if e is not None]
+    llama_single_q8 = build_engine(args.model, EngineSection.model_validate(q8))
+    llamas = [llama, llama_single, llama_single_q8]
     for e in llamas:
         e.progress = False
     convs = make_prompts(args.prompts)
@@ -189,8 +183,6 @@ def main() -> None:
             "llamacpp_single_q8_0": (lambda: run(llama_single_q8, singles, sampled), args.reps, "sampled, batch 1"),
             "engine_single": (lambda: run(single, singles, sampled), args.reps, "sampled, batch 1"),
         }
-        if llama_single_q8 is None:
-            del methods["llamacpp_single_q8_0"]
         # Interleave the repetitions (A B C A B C ...) so that a slow spell of this shared
         # machine hits every method alike rather than one method's block of runs.
         # Unseeded sampling (plain generate) emits a different number of tokens each run, so
@@ -234,11 +226,11 @@ def main() -> None:
         "speedup_vs_naive_loop": ratio(best, "naive_loop"),
         "single_stream_tok_s": {
             "llamacpp_f16": rows["llamacpp_single"]["tok_s"],
-            "llamacpp_q8_0": rows["llamacpp_single_q8_0"]["tok_s"] if "llamacpp_single_q8_0" in rows else None,
+            "llamacpp_q8_0": rows["llamacpp_single_q8_0"]["tok_s"],
         },
         "speedup_single_stream_llamacpp_vs_transformers_engine": {
             "f16": ratio("llamacpp_single", "engine_single"),
-            "q8_0": ratio("llamacpp_single_q8_0", "engine_single") if "llamacpp_single_q8_0" in rows else None,
+            "q8_0": ratio("llamacpp_single_q8_0", "engine_single"),
         },
         "speedup_refill_llamacpp_vs_transformers_engine": ratio("llamacpp_refill", "engine_refill"),
         "speedup_transformers_engine_vs_batched_generate": {
@@ -270,12 +262,11 @@ def main() -> None:
         },
         "methods": rows,
     }
-    q8_note = " except the q8_0 row" if "llamacpp_single_q8_0" in rows else "; q8_0 row skipped (--no-q8-0)"
     lines = [
         f"Model {args.model}: transformers in {result['config']['dtype']}, llama.cpp on "
         f"{result['config']['llamacpp_weights']}. {args.prompts} prompts, max_new_tokens {max_new}, batch size "
         f"{args.batch_size} (refill rows: {args.refill_prompts} prompts; single-stream rows: batch 1, first "
-        f"{args.single_prompts} prompts; llama.cpp runs float16 weights{q8_note}); median of "
+        f"{args.single_prompts} prompts; llama.cpp runs float16 weights except the q8_0 row); median of "
         f"{args.reps} interleaved runs (naive loop: 1 run over the first {args.naive_prompts} prompts). Greedy text "
         f"of the transformers engine identical to batched generate on {same_text}/{len(prompts)} prompts and to "
         f"the naive loop on {same_naive}/{len(outputs['naive_loop'])}; llama.cpp vs transformers engine: "

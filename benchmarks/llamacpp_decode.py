@@ -76,8 +76,7 @@ def main() -> None:
         nargs="+",
         default=["source", "f16", "q8_0"],
         choices=["source", "f16", "q8_0"],
-        help="Weights types (source Q4_1 and q8_0 segfaulted in llama_decode with llama-cpp-python 0.3.36 on an "
-        "AMX Xeon, 2026-12-01: use f16 there).",
+        help="Weights types to measure.",
     )
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 32, 128])
     parser.add_argument("--tokens", type=int, default=64, help="Decode calls per measurement (the first is untimed).")

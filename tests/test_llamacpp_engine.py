@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -166,3 +167,30 @@ def test_a_missing_llama_cpp_names_the_extra(monkeypatch, engine):
     monkeypatch.setattr(builtins, "__import__", no_llama_cpp)
     with pytest.raises(ModelLoadError, match=r"sao\[llamacpp\]"):
         LlamaCppEngine(engine.model_path, engine.tokenizer)
+
+
+# Run in a child process: on an AMX CPU the bug was a segfault, which would take pytest down with it.
+QUANTISED_GENERATE = """
+from sao.engine import SamplingParams
+from sao.engine.config import EngineSection
+from sao.engine.factory import build_engine
+settings = EngineSection.model_validate({"backend": "llamacpp", "batch_size": 2, "llamacpp": {"weights": "%s"}})
+engine = build_engine("smollm2-135m", settings, progress=False)
+chats = [[{"role": "user", "content": "What is the capital of France?"}], [{"role": "user", "content": "Say hi."}]]
+out = engine.generate(chats, SamplingParams(temperature=0, max_new_tokens=8))
+print("TOKENS", [len(c.samples[0].token_ids) for c in out])
+"""
+
+
+@pytest.mark.parametrize("weights", ["q8_0", "source"])
+def test_quantised_weights_decode_on_every_cpu(smol_dir, weights):
+    """q8_0 and the shipped Q4_1 segfaulted at the first decode on AMX CPUs (llama.cpp's AMX buffers)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", QUANTISED_GENERATE % weights], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    counts = [line for line in done.stdout.splitlines() if line.startswith("TOKENS ")]
+    assert counts and all(n > 0 for n in json.loads(counts[0].removeprefix("TOKENS "))), done.stdout

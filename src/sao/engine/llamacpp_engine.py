@@ -99,6 +99,21 @@ def gguf_path(spec: str, settings: LlamaCppSection) -> Path:
 _FILE_TYPES = {"f16": 1, "q8_0": 7}
 
 
+def model_params(lc: Any) -> Any:
+    """llama.cpp's default model parameters, without the extra (repacked) weight buffers on AMX CPUs.
+
+    On a CPU with AMX, llama.cpp (as built by llama-cpp-python 0.3.36) moves quantised weights
+    (q8_0, the shipped Q4_1) into its AMX buffer type, and the first decode then segfaults: seen on
+    a Xeon with amx_tile/amx_int8, in this engine and in llama-cpp-python's own `Llama`. f16 weights
+    never use that buffer. Without extra buffers the weights stay in plain CPU memory and run on the
+    AVX-512 kernels. Elsewhere the extra buffers stay on: they hold the AVX2 repacks of Q4_0.
+    """
+    params = lc.llama_model_default_params()
+    if torch.cpu._is_amx_tile_supported():
+        params.use_extra_bufts = False
+    return params
+
+
 def runnable_gguf(source: Path, weights: str) -> Path:
     """``source`` in the weight type ``weights``: itself when it already is (or ``weights`` is 'source'),
     else a copy converted once by llama.cpp's own quantizer and cached under sao's cache directory."""
@@ -194,7 +209,7 @@ class LlamaCppEngine:
         self.progress = progress
         self.eos_ids = eos_ids(generation_config, tokenizer)
 
-        self._model = lc.llama_model_load_from_file(str(model_path).encode(), lc.llama_model_default_params())
+        self._model = lc.llama_model_load_from_file(str(model_path).encode(), model_params(lc))
         if not self._model:
             raise ModelLoadError(f"llama.cpp could not load {model_path}")
         self.n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(self._model))
