@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,26 @@ def ask(question: str) -> list[dict[str, str]]:
 
 
 # The fixed prompt set on which every engine's greedy output is compared with the transformers engine's.
+# Arithmetic preference pairs for the training tests: chosen right and short, rejected vague and longer.
+PAIRS = [
+    {
+        "id": f"p{i}",
+        "prompt": ask(f"Question {i}: what is {i} plus {i}?"),
+        "chosen": [{"role": "assistant", "content": f"{i} plus {i} is {2 * i}."}],
+        "rejected": [{"role": "assistant", "content": f"I am not sure. It could be {i}, or maybe something else."}],
+    }
+    for i in range(8)
+]
+
+
+@pytest.fixture
+def pairs_file(tmp_path: Path) -> Path:
+    """PAIRS as a JSONL file."""
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
+    return path
+
+
 GREEDY_QUESTIONS = [
     "Name three primary colours.",
     "Write a haiku about the sea.",

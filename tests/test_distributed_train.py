@@ -25,7 +25,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import ask
+from conftest import PAIRS
 from sao.recipe import validate
 from sao.train.config import TrainConfig
 from sao.train.run import run_train
@@ -35,15 +35,6 @@ CONFIGS = ROOT / "recipes" / "accelerate"
 DDP_CPU = CONFIGS / "ddp-cpu.yaml"
 TIMEOUT = 240  # seconds per launch; one takes ~12 s on 2 cores
 
-PAIRS = [
-    {
-        "id": f"p{i}",
-        "prompt": ask(f"Question {i}: what is {i} plus {i}?"),
-        "chosen": [{"role": "assistant", "content": f"{i} plus {i} is {2 * i}."}],
-        "rejected": [{"role": "assistant", "content": f"I am not sure. It could be {i}, or maybe something else."}],
-    }
-    for i in range(8)
-]
 # 2 pairs per process per step: with 2 processes, 8 pairs are 2 optimiser steps (4 alone).
 # float32 on every machine: the runs below are compared to 1e-5, and in bf16 a gradient near 0
 # can change sign with the summation order (2 + 2 pairs or 4) and move a weight by lr the other

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import ask
+from conftest import PAIRS, ask
 from sao.engine.chat_template import encode_prompt
 from sao.engine.transformers_engine import TransformersEngine
 from sao.errors import ConfigError, InputError
@@ -19,23 +19,6 @@ from sao.train.config import TrainConfig
 from sao.train.run import last_complete_checkpoint, resolve_pairs_file, run_train
 from sao.train.tokenize import end_of_turn_id, preference_examples, sft_examples
 from sao.train.trainers import TrainingDivergedError
-
-PAIRS = [
-    {
-        "id": f"p{i}",
-        "prompt": ask(f"Question {i}: what is {i} plus {i}?"),
-        "chosen": [{"role": "assistant", "content": f"{i} plus {i} is {2 * i}."}],
-        "rejected": [{"role": "assistant", "content": f"I am not sure. It could be {i}, or maybe something else."}],
-    }
-    for i in range(8)
-]
-
-
-@pytest.fixture
-def pairs_file(tmp_path: Path) -> Path:
-    path = tmp_path / "pairs.jsonl"
-    path.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
-    return path
 
 
 def fast(**overrides) -> TrainConfig:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,30 +11,14 @@ import torch
 from safetensors.torch import load_file
 
 import sao.models
-from conftest import ask
+from conftest import PAIRS
 from sao.models import pick_dtype
 from sao.recipe import validate
 from sao.train.config import TrainConfig
 from sao.train.run import run_train
 from sao.train.trainers import sharding_engine, weights_dtype
 
-PAIRS = [
-    {
-        "id": f"p{i}",
-        "prompt": ask(f"Question {i}: what is {i} plus {i}?"),
-        "chosen": [{"role": "assistant", "content": f"{i} plus {i} is {2 * i}."}],
-        "rejected": [{"role": "assistant", "content": f"I am not sure. It could be {i}, or maybe something else."}],
-    }
-    for i in range(8)
-]
 LR = 1e-6  # the paper's learning rate
-
-
-@pytest.fixture
-def pairs_file(tmp_path: Path) -> Path:
-    path = tmp_path / "pairs.jsonl"
-    path.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
-    return path
 
 
 def one_step(**overrides) -> TrainConfig:

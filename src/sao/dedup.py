@@ -53,6 +53,14 @@ class NearDuplicateIndex:
         self._exact: dict[str, str] = {}
         self._added: dict[str, int] = {}
 
+    @classmethod
+    def of_rows(cls, rows: list[dict], field: str, threshold: float = DEFAULT_THRESHOLD) -> NearDuplicateIndex:
+        """An index holding ``row[field]`` of each row under its ``id``: a resumed stage's earlier rows."""
+        index = cls(threshold)
+        for row in rows:
+            index.add(row["id"], row[field])
+        return index
+
     def _minhash(self, grams: set[str]) -> MinHash:
         m = MinHash(num_perm=self.num_perm, seed=self.seed)
         m.update_batch([g.encode() for g in grams])

@@ -164,9 +164,7 @@ def run_personas(
     def process(chunk: list[Candidate]) -> list[PersonaRow]:
         nonlocal index
         if index is None:  # resumed: earlier personas still count for dedup (read after any --force redo)
-            index = NearDuplicateIndex(config.personas.dedup_threshold)
-            for row in kept(store.rows(STAGE)):
-                index.add(row["id"], row["persona"])
+            index = NearDuplicateIndex.of_rows(kept(store.rows(STAGE)), "persona", config.personas.dedup_threshold)
         return make_rows(engine, config, chunk, index)
 
     return run_stage(

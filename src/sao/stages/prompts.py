@@ -95,9 +95,7 @@ def run_prompts(
     def process(chunk: list[Request]) -> list[PromptRow]:
         nonlocal index
         if index is None:  # resumed: earlier prompts still count for dedup (read after any --force redo)
-            index = NearDuplicateIndex(config.prompts.dedup_threshold)
-            for row in kept(store.rows(STAGE)):
-                index.add(row["id"], row["prompt"])
+            index = NearDuplicateIndex.of_rows(kept(store.rows(STAGE)), "prompt", config.prompts.dedup_threshold)
         return make_rows(engine, config, chunk, index)
 
     return run_stage(
