@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from sao.models import bf16_supported
+
 # The flags that decide which kernels run: AVX2 (every machine here), AVX512, native bf16 dot
 # products, and AMX tiles (bf16 matrix multiply units).
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
@@ -55,11 +57,6 @@ def cpu_flags() -> dict[str, bool]:
     except OSError:
         pass
     return {flag: flag in present for flag in CPU_FLAGS}
-
-
-def bf16_native() -> bool:
-    """Whether torch runs bf16 matmuls natively on this CPU (oneDNN's check, as `sao.models.bf16_supported`)."""
-    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def matmul_peak(dtype: torch.dtype, max_size: int = PEAK_SIZE, budget_s: float = 1.0) -> tuple[float, int]:
@@ -121,7 +118,7 @@ def machine_record(threads: int | None = None) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "flags": cpu_flags(),
-        "bf16_native": bf16_native(),
+        "bf16_native": bf16_supported(torch.device("cpu")),  # what `dtype: auto` decides by
         "peak_matmul_gflops": measure_peaks(),
         "python": platform.python_version(),
         "packages": installed_versions("sao", "torch", "transformers", "llama-cpp-python"),
