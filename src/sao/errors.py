@@ -30,3 +30,13 @@ class StoreCorruptError(SaoError):
 
 class LogprobsUnavailable(SaoError):
     """The engine cannot return log-probs of a given text (e.g. a server that echoes no prompt log-probs)."""
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of ``exc``'s message (its type name when it has none), cut to ``limit`` characters.
+
+    Library exceptions often carry pages of detail; a sao error stays one line.
+    """
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from sao.embedded_models import DEFAULT_MODEL, EMBEDDED_MODELS, EmbeddedModel, embedded_model_dir
-from sao.errors import ModelLoadError
+from sao.errors import ModelLoadError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -236,11 +236,6 @@ def hub_reachable() -> bool:
     return True
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def load_model(
     spec: str = DEFAULT_MODEL,
     *,
@@ -271,7 +266,7 @@ def load_model(
             where = "a Hugging Face Hub id (the Hub is unreachable and the model is not in the local HF cache)"
         else:
             where = "a Hugging Face Hub id"
-        raise ModelLoadError(f"cannot load model '{spec}' as {where}: {_short(exc)}") from exc
+        raise ModelLoadError(f"cannot load model '{spec}' as {where}: {first_line(exc)}") from exc
     model.to(torch_device)
     model.eval()
     if tokenizer.pad_token_id is None:

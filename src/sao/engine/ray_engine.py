@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from sao.engine.config import EngineSection, RaySection
 from sao.engine.types import Completion, Conversation, Engine, SamplingParams, TokenLogprobs, per_request
-from sao.errors import ConfigError, SaoError
+from sao.errors import ConfigError, SaoError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +128,7 @@ def connect(ray: ModuleType, address: str | None) -> bool:
     try:
         ray.init(address=address)
     except (ConnectionError, RuntimeError) as exc:
-        first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-        raise ConfigError(f"engine.ray.address: cannot connect to Ray at {address!r}: {first_line}") from None
+        raise ConfigError(f"engine.ray.address: cannot connect to Ray at {address!r}: {first_line(exc)}") from None
     return True
 
 
@@ -288,7 +287,7 @@ class RayEngine:
         try:
             ray.get([actor.close.remote() for actor in cluster.actors])
         except ray.exceptions.RayError as exc:  # a dead actor has nothing left to free
-            log.warning("ray: closing an engine actor failed: %s", str(exc).splitlines()[0])
+            log.warning("ray: closing an engine actor failed: %s", first_line(exc))
         for actor in cluster.actors:
             ray.kill(actor)
         if cluster.initialised_ray:

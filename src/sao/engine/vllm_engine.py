@@ -35,7 +35,7 @@ from sao.engine.types import (
     per_request,
     sample_seed,
 )
-from sao.errors import ConfigError, ModelLoadError
+from sao.errors import ConfigError, ModelLoadError, first_line
 from sao.models import resolve_model_path
 
 if TYPE_CHECKING:
@@ -180,11 +180,6 @@ def to_token_logprobs(request: ScoreRequest, output: Any) -> TokenLogprobs:
 
 
 # ------------------------------------------------------------------------------------------------ engine
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 def import_vllm() -> Any:
     """The vllm module, or a ConfigError with one line saying what to install."""
     try:
@@ -193,7 +188,7 @@ def import_vllm() -> Any:
         if exc.name == "vllm":
             raise ConfigError(INSTALL_HINT) from exc
         # vLLM is there but one of its own imports failed (often a CPU-only torch or a CUDA mismatch).
-        raise ConfigError(f"backend 'vllm': vLLM is installed but does not import: {_first_line(exc)}") from exc
+        raise ConfigError(f"backend 'vllm': vLLM is installed but does not import: {first_line(exc)}") from exc
     return vllm
 
 
@@ -236,7 +231,7 @@ def load_tokenizer(spec: str, path: str, *, trust_remote_code: bool) -> Any:
     try:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load the tokenizer of model '{spec}': {_first_line(exc)}") from exc
+        raise ModelLoadError(f"cannot load the tokenizer of model '{spec}': {first_line(exc)}") from exc
 
 
 class VLLMEngine:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from sao.atomic import write_text_atomic
-from sao.errors import ConfigError, SaoError
+from sao.errors import ConfigError, SaoError, first_line
 from sao.models import hub_reachable, pick_dtype, resolve_model_path
 
 if TYPE_CHECKING:
@@ -170,7 +170,8 @@ def _import_lm_eval() -> Any:
     try:
         import lm_eval
     except ImportError as exc:
-        broken = "" if exc.name == "lm_eval" else f" (lm_eval is installed but failed to import: {_short(exc)})"
+        cause = first_line(exc, _CAUSE_CHARS)
+        broken = "" if exc.name == "lm_eval" else f" (lm_eval is installed but failed to import: {cause})"
         raise MissingExtraError(
             f"running lm-evaluation-harness benchmarks needs the optional extra 'harness': {INSTALL_HINT}{broken}"
         ) from None
@@ -284,7 +285,7 @@ def _dataset_message(requested: str, task: Task, exc: BaseException, *, hub_unre
     leaf = getattr(getattr(task, "config", None), "task", None) or requested
     named = f"'{requested}'" if leaf == requested else f"'{requested}' (subtask '{leaf}')"
     dataset = f"'{task.DATASET_PATH}'" + (f" (config '{task.DATASET_NAME}')" if task.DATASET_NAME else "")
-    cause = f"{type(exc).__name__}: {_short(exc)}"
+    cause = f"{type(exc).__name__}: {first_line(exc, _CAUSE_CHARS)}"
     if hub_unreachable:
         cause = f"the Hugging Face Hub cannot be reached from this machine ({cause})"
     return (
@@ -293,11 +294,6 @@ def _dataset_message(requested: str, task: Task, exc: BaseException, *, hub_unre
     )
 
 
-def _short(exc: BaseException) -> str:
-    """The first line of an exception's message, capped, so the error stays one line."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else type(exc).__name__
-    return text if len(text) <= _CAUSE_CHARS else text[: _CAUSE_CHARS - 3] + "..."
 
 
 @contextlib.contextmanager

@@ -100,10 +100,9 @@ def push_to_hub(store: RunStore, repo_id: str) -> None:
     """Upload the pairs as a HF dataset (needs a network and a token with write access)."""
     import datasets
 
-    from sao.errors import SaoError
+    from sao.errors import SaoError, first_line
 
     try:
         datasets.Dataset.from_list(store.rows(STAGE)).push_to_hub(repo_id)
     except Exception as exc:  # hub errors come in many types; the user needs the first line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SaoError(f"--push-to-hub {repo_id}: {first}") from None
+        raise SaoError(f"--push-to-hub {repo_id}: {first_line(exc)}") from None

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from sao.dedup import NearDuplicateIndex
 from sao.engine import Engine, SamplingParams, derive_seed
-from sao.errors import ConfigError, InputError
+from sao.errors import ConfigError, InputError, first_line
 from sao.jsonl import read_jsonl
 from sao.stage import StageResult, drop_stats, kept, run_stage
 from sao.store import RunStore
@@ -79,8 +79,7 @@ def _hf_personas(source: str) -> list[str]:
     try:
         ds = datasets.load_dataset(name, config or None, split="train")
     except Exception as exc:  # datasets raises many types for "offline" and "no such dataset"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"personas.source: cannot load HF dataset '{name}' (offline?): {first}") from None
+        raise InputError(f"personas.source: cannot load HF dataset '{name}' (offline?): {first_line(exc)}") from None
     if "persona" not in ds.column_names:
         raise InputError(f"personas.source: HF dataset '{name}' has no 'persona' column")
     return list(ds["persona"])
