@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sao.engine.backends import build_backend
 from sao.engine.config import EngineSection
 from sao.engine.types import Engine
 
@@ -12,34 +13,13 @@ from sao.engine.types import Engine
 def build_engine(
     model: str, settings: EngineSection, *, trust_remote_code: bool = False, progress: bool = True
 ) -> Engine:
-    """An engine for ``model`` (alias, directory or hub id; for ``openai``, the served model by default)."""
+    """An engine for ``model`` (alias, directory or hub id; for ``openai``, the served model by default):
+    Ray engine actors when ``settings.ray.enabled``, else `sao.engine.backends.build_backend` here."""
     if settings.ray.enabled:
         from sao.engine.ray_engine import RayEngine
 
         return RayEngine(model, settings, trust_remote_code=trust_remote_code, progress=progress)
-    if settings.backend == "llamacpp":
-        from sao.engine.llamacpp_engine import LlamaCppEngine
-
-        return LlamaCppEngine.from_spec(model, settings, trust_remote_code=trust_remote_code, progress=progress)
-    if settings.backend == "vllm":
-        from sao.engine.vllm_engine import VLLMEngine
-
-        return VLLMEngine.from_spec(model, settings, trust_remote_code=trust_remote_code, progress=progress)
-    if settings.backend == "openai":
-        from sao.engine.openai_engine import OpenAIEngine
-
-        return OpenAIEngine.from_spec(model, settings, trust_remote_code=trust_remote_code, progress=progress)
-    from sao.engine.transformers_engine import TransformersEngine
-
-    engine = TransformersEngine.from_spec(
-        model,
-        device=settings.device,
-        dtype=settings.dtype,
-        trust_remote_code=trust_remote_code,
-        max_batch_size=settings.batch_size,
-    )
-    engine.progress = progress
-    return engine
+    return build_backend(model, settings, trust_remote_code=trust_remote_code, progress=progress)
 
 
 def engine_model_info(model: str, settings: EngineSection) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Generation and scoring on a Ray cluster: one engine actor per GPU or per CPU slice (``--ray``, extra ``sao[ray]``).
 
-Each actor builds the recipe's own backend with `build_engine` (transformers on CPU, vLLM on a GPU, ...)
+Each actor builds the recipe's own backend with `build_backend` (transformers on CPU, vLLM on a GPU, ...)
 once, when `RayEngine` starts, and keeps it until `RayEngine.close`. A ``generate`` or ``score`` call
 splits its requests into batches and hands each to whichever actor is free (``ray.util.ActorPool``),
 then puts the results back in input order. `RayEngine` is an `Engine` like any other, so a stage run
@@ -159,11 +159,11 @@ class EngineActor:
     def load(self) -> None:
         import torch
 
-        from sao.engine.factory import build_engine
+        from sao.engine.backends import build_backend
 
         torch.set_num_threads(self.threads)
         # An actor's progress bars would only interleave in the driver's log; the driver shows one.
-        self.engine = build_engine(self.model, self.settings, trust_remote_code=self.trust_remote_code, progress=False)
+        self.engine = build_backend(self.model, self.settings, trust_remote_code=self.trust_remote_code, progress=False)
 
     def generate(self, conversations: list[Conversation], sampling: list[SamplingParams]) -> list[Completion]:
         assert self.engine is not None, "load() first"

@@ -77,6 +77,17 @@ class Output:
     later: tuple[str, ...] = ()
 
 
+@dataclass
+class Answers:
+    """One side of the comparison: who answered, and the answer to every instruction."""
+
+    name: str
+    spec: str
+    is_file: bool
+    outputs: dict[str, Output]
+    truncated: int | None = None  # answers cut at max_new_tokens (None when read from a file)
+
+
 def read_instructions(path: str | Path, *, turns: Literal["first", "all"] = "first") -> list[Instruction]:
     """The instructions of an AlpacaEval, MT-Bench ``question.jsonl`` or plain JSONL file, in file order.
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sao import __version__
+from sao.eval.formats import Answers
 from sao.eval.summary import Comparison
-
-if TYPE_CHECKING:
-    from sao.eval.run import Answers
 
 LC_SOURCE = (
     "Dubois et al. 2024, *Length-Controlled AlpacaEval*, arXiv:2404.04475: "

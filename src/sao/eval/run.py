@@ -32,6 +32,7 @@ from sao.engine.lazy import LazyEngine, lazy_engine
 from sao.errors import ConfigError, InputError
 from sao.eval.config import EvalConfig
 from sao.eval.formats import (
+    Answers,
     Instruction,
     Output,
     read_instructions,
@@ -40,21 +41,11 @@ from sao.eval.formats import (
     write_mt_bench_answers,
 )
 from sao.eval.pairwise import PairItem, run_pairwise
+from sao.eval.report import write_eval_report
 from sao.eval.summary import Comparison, summarise
 from sao.stages.generate import GenerateConfig, PromptRow, run_generate
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Answers:
-    """One side of the comparison: who answered, and the answer to every instruction."""
-
-    name: str
-    spec: str
-    is_file: bool
-    outputs: dict[str, Output]
-    truncated: int | None = None  # answers cut at max_new_tokens (None when read from a file)
 
 
 @dataclass
@@ -192,7 +183,6 @@ def _check_judge(config: EvalConfig) -> None:
 
 def run_eval(config: EvalConfig, out_dir: str | Path, *, force: bool = False, progress: bool = True) -> EvalResult:
     """Generate what is missing, judge every candidate against the baseline, and write exports and the report."""
-    from sao.eval.report import write_eval_report
 
     out_dir = Path(out_dir)
     _check_judge(config)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sao.atomic import write_text_atomic
-from sao.loop.run import Iteration
+from sao.loop.iteration import Iteration
 from sao.stages.generate import STAGE as GENERATIONS
 from sao.store import StageStatus
 from sao.synth.pipeline import STAGES

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,8 @@ from sao.engine.factory import engine_model_info
 from sao.engine.lazy import LazyEngine, lazy_engine
 from sao.errors import ConfigError, SaoError
 from sao.loop.config import RunConfig
+from sao.loop.iteration import Iteration
+from sao.loop.report import write_iteration_report, write_run_report
 from sao.stages.generate import GenerateConfig, PromptRow, run_generate
 from sao.store import RunStore
 from sao.synth.config import SynthConfig
@@ -42,19 +43,6 @@ from sao.train.run import run_train
 from sao.usage import peak_rss_mb
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Iteration:
-    index: int
-    root: Path
-    model_in: str
-    model_out: Path
-    synth: RunStore
-    train_stats: dict[str, Any]
-    before: RunStore  # greedy answers to the report prompts from model_in
-    after: RunStore  # and from model_out
-    peak_rss_mb: float
 
 
 def iteration_synth_config(config: RunConfig, index: int, model: str) -> SynthConfig:
@@ -183,8 +171,6 @@ def run_loop(
     Raises ResumeConflictError, leaving ``recipe.yaml`` as it was, when ``out_dir`` was made with
     settings that change what a finished part holds (unless ``force``).
     """
-    from sao.loop.report import write_iteration_report, write_run_report
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError(
             "sao run generates in one process; under accelerate launch run `sao synth` once and "

@@ -11,7 +11,7 @@ from sao import __version__
 from sao.embedded_models import EMBEDDED_MODELS
 from sao.stages.pairs import pair_stats
 from sao.train.config import TrainConfig
-from sao.train.run import PREFERENCE_METRICS
+from sao.train.curves import PREFERENCE_METRICS
 
 
 def metrics_table(stats: dict[str, Any]) -> list[str]:

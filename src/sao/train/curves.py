@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+# Logged by CPOTrainer and DPOTrainer alike; the summary, the card and the curves report them.
+PREFERENCE_METRICS = ("rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected")
+
 PANELS = (
     ("loss", ("loss",)),
     ("reward margin / accuracy", ("rewards/margins", "rewards/accuracies")),

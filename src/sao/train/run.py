@@ -17,13 +17,12 @@ from sao.errors import ConfigError, InputError
 from sao.jsonl import read_jsonl
 from sao.store import RunStore
 from sao.train.config import TrainConfig
+from sao.train.curves import PREFERENCE_METRICS
 from sao.usage import peak_rss_mb
 
 log = logging.getLogger(__name__)
 
 STAGE = "train"
-# Logged by CPOTrainer and DPOTrainer alike; the card and the curves report them.
-PREFERENCE_METRICS = ("rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected")
 
 
 @dataclass

@@ -1,0 +1,37 @@
+"""The per-process engine of each backend. Backends import lazily, so vLLM, the OpenAI client
+and llama.cpp are only needed by the runs that use them."""
+
+from __future__ import annotations
+
+from sao.engine.config import EngineSection
+from sao.engine.types import Engine
+
+
+def build_backend(
+    model: str, settings: EngineSection, *, trust_remote_code: bool = False, progress: bool = True
+) -> Engine:
+    """The engine of ``settings.backend`` in this process (alias, directory or hub id; for ``openai``,
+    the served model by default). `sao.engine.factory.build_engine` adds Ray; its actors call this."""
+    if settings.backend == "llamacpp":
+        from sao.engine.llamacpp_engine import LlamaCppEngine
+
+        return LlamaCppEngine.from_spec(model, settings, trust_remote_code=trust_remote_code, progress=progress)
+    if settings.backend == "vllm":
+        from sao.engine.vllm_engine import VLLMEngine
+
+        return VLLMEngine.from_spec(model, settings, trust_remote_code=trust_remote_code, progress=progress)
+    if settings.backend == "openai":
+        from sao.engine.openai_engine import OpenAIEngine
+
+        return OpenAIEngine.from_spec(model, settings, trust_remote_code=trust_remote_code, progress=progress)
+    from sao.engine.transformers_engine import TransformersEngine
+
+    engine = TransformersEngine.from_spec(
+        model,
+        device=settings.device,
+        dtype=settings.dtype,
+        trust_remote_code=trust_remote_code,
+        max_batch_size=settings.batch_size,
+    )
+    engine.progress = progress
+    return engine
