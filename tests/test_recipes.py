@@ -134,6 +134,11 @@ def test_command_recipe_splits_run_recipes_and_section_files():
     assert command_recipe(section_file, "synth") == CommandRecipe(section_file)  # the whole file is the section
     with pytest.raises(ConfigError, match="^engine: must be a section"):
         command_recipe({"synth": {}, "engine": "vllm"}, "synth")
+    # A run recipe's permission to run a model repo's code reaches `sao synth` and `sao train` too.
+    assert command_recipe({**run, "trust_remote_code": True}, "train").trust_remote_code is True
+    assert command_recipe(run, "train").trust_remote_code is False
+    with pytest.raises(ConfigError, match="^trust_remote_code: must be true or false"):
+        command_recipe({**run, "trust_remote_code": "yes"}, "train")
     assert merge_sections({"dtype": "float32", "ray": {"enabled": True}}, {"ray": {"num_actors": 2}}) == {
         "dtype": "float32",
         "ray": {"enabled": True, "num_actors": 2},

@@ -226,6 +226,7 @@ def synth(
     config = validate(SynthConfig, apply_overrides(values, set_ or []))
     check_until(config, until)  # before the model loads
     settings = _engine_settings(device, dtype, batch_size, engine_, ray, parts.engine)
+    trust_remote_code = trust_remote_code or parts.trust_remote_code
     engine = _engine(config.model, settings, trust_remote_code)
     info = engine_model_info(config.model, settings)
     store, _ = run_synth(engine, config, out, model_info=info, force=force, chunk_size=chunk_size, until=until)
@@ -277,6 +278,7 @@ def train(
         values = set_field(values, "method", method)
     config = validate(TrainConfig, apply_overrides(values, set_ or []))
     model = model or parts.model or DEFAULT_MODEL
+    trust_remote_code = trust_remote_code or parts.trust_remote_code
     result = run_train(config, model, pairs, out, force=force, trust_remote_code=trust_remote_code)
     if not result.is_main:
         return  # under accelerate launch: one summary, from the main process

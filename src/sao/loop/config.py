@@ -67,13 +67,15 @@ RUN_KEYS = frozenset({"iterations", "synth", "train", "report"})
 class CommandRecipe:
     """What ``--recipe FILE`` gives one command: its own section, and a run recipe's shared settings.
 
-    ``model`` and ``engine`` are the run recipe's top level (None and {} for a section file), which
-    every command that takes ``--recipe`` applies under its own section and its flags.
+    ``model``, ``engine`` and ``trust_remote_code`` are the run recipe's top level (None, {} and
+    False for a section file), which every command that takes ``--recipe`` applies under its own
+    section and its flags.
     """
 
     section: dict[str, Any]
     model: str | None = None
     engine: dict[str, Any] = field(default_factory=dict)
+    trust_remote_code: bool = False
 
 
 def command_recipe(values: dict[str, Any], section: str) -> CommandRecipe:
@@ -93,7 +95,10 @@ def command_recipe(values: dict[str, Any], section: str) -> CommandRecipe:
         raise ConfigError(f"model: must be a model alias, local directory or HF hub id, got {model!r}")
     if not isinstance(engine, dict):
         raise ConfigError("engine: must be a section (a mapping of fields)")
-    return CommandRecipe(dict(own), model, dict(engine))
+    trust = values.get("trust_remote_code", False)
+    if not isinstance(trust, bool):
+        raise ConfigError(f"trust_remote_code: must be true or false, got {trust!r}")
+    return CommandRecipe(dict(own), model, dict(engine), trust)
 
 
 def merge_sections(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
