@@ -25,7 +25,7 @@ from transformers import AutoTokenizer
 from conftest import GREEDY_QUESTIONS, common_prefix
 from llama_server import LlamaServer, embedded_gguf, free_port
 from sao.engine import SamplingParams, derive_seed
-from sao.engine.chat_template import encode_prompt
+from sao.engine.chat_template import encode_prompt, render_prompt
 from sao.engine.config import EngineSection
 from sao.engine.factory import engine_model_info
 from sao.engine.openai_engine import (
@@ -36,7 +36,6 @@ from sao.engine.openai_engine import (
     backoff_delay,
     continuation_logprobs,
     is_retryable,
-    render_prompt,
     sampling_body,
     score_body,
     without_bos,

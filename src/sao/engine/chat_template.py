@@ -22,23 +22,29 @@ def check_conversation(conversation: Conversation, where: str = "conversation") 
             raise InputError(f"{where}: message {i} needs a string 'content'")
 
 
-def encode_prompt(tokenizer: Any, conversation: Conversation) -> list[int]:
-    """Token ids of ``conversation`` followed by the assistant header, ready for generation.
+def render_prompt(tokenizer: Any, conversation: Conversation) -> str:
+    """``conversation`` as text through the model's chat template, ending with the assistant header.
 
     A conversation that ends with an assistant message is a prefill: the model continues
     that message (``continue_final_message``, as in vLLM and TRL) instead of starting a
-    new one. The template already places BOS and the special tokens, so the text is
-    tokenized with ``add_special_tokens=False``: otherwise models such as Llama 3 get a
-    doubled BOS.
+    new one. Raises ModelLoadError for a tokenizer without a chat template.
     """
     if not getattr(tokenizer, "chat_template", None):
         raise ModelLoadError(f"tokenizer of '{tokenizer.name_or_path}' has no chat template; use a chat model")
     check_conversation(conversation)
     prefill = conversation[-1]["role"] == "assistant"
-    text = tokenizer.apply_chat_template(
+    return tokenizer.apply_chat_template(
         conversation, tokenize=False, add_generation_prompt=not prefill, continue_final_message=prefill
     )
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def encode_prompt(tokenizer: Any, conversation: Conversation) -> list[int]:
+    """Token ids of `render_prompt`'s text, ready for generation.
+
+    The template already places BOS and the special tokens, so the text is tokenized with
+    ``add_special_tokens=False``: otherwise models such as Llama 3 get a doubled BOS.
+    """
+    return tokenizer(render_prompt(tokenizer, conversation), add_special_tokens=False)["input_ids"]
 
 
 def encode_prompts(tokenizer: Any, conversations: Sequence[Conversation]) -> list[list[int]]:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import openai
 from tqdm.auto import tqdm
 
-from sao.engine.chat_template import check_conversation
+from sao.engine.chat_template import check_conversation, render_prompt
 from sao.engine.types import (
     Completion,
     Conversation,
@@ -48,7 +48,7 @@ from sao.engine.types import (
     per_request,
     sample_seed,
 )
-from sao.errors import ConfigError, LogprobsUnavailable, ModelLoadError, SaoError
+from sao.errors import ConfigError, LogprobsUnavailable, SaoError
 
 if TYPE_CHECKING:
     from sao.engine.config import EngineSection
@@ -503,18 +503,6 @@ class OpenAIEngine:
                 log.warning("%s request failed (%s); retry %d in %.1fs", what, describe(exc), retries, delay)
             # Outside the semaphore: a request waiting to retry holds no slot.
             await asyncio.sleep(delay)
-
-
-def render_prompt(tokenizer: Any, conversation: Conversation) -> str:
-    """The conversation as text through the model's chat template, ending with the assistant header
-    (or continuing a final assistant message), as `sao.engine.chat_template.encode_prompt` renders it."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise ModelLoadError(f"tokenizer of '{tokenizer.name_or_path}' has no chat template; use a chat model")
-    check_conversation(conversation)
-    prefill = conversation[-1]["role"] == "assistant"
-    return tokenizer.apply_chat_template(
-        conversation, tokenize=False, add_generation_prompt=not prefill, continue_final_message=prefill
-    )
 
 
 def load_tokenizer(model: str, trust_remote_code: bool) -> Any:
