@@ -41,7 +41,7 @@ from sao.engine.openai_engine import (
     without_bos,
 )
 from sao.errors import LogprobsUnavailable
-from sao.stages.generate import GenerateConfig, PromptRow, run_generate
+from sao.stages.generate import ChatPrompt, GenerateConfig, run_generate
 from sao.stages.judge import make_rows
 from sao.store import read_rows
 from sao.synth.config import SynthConfig
@@ -353,7 +353,7 @@ def test_scores_from_echoed_logprobs_match_the_in_process_engine(engine, smol_en
 
 # ---------------------------------------------------------------------------------------- failures
 PROMPTS = [
-    PromptRow(id=f"p{i:02d}", messages=ask(q, "Be brief."))
+    ChatPrompt(id=f"p{i:02d}", messages=ask(q, "Be brief."))
     for i, q in enumerate(
         [
             "Name three primary colours.",

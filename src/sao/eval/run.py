@@ -43,7 +43,7 @@ from sao.eval.formats import (
 from sao.eval.pairwise import PairItem, run_pairwise
 from sao.eval.report import write_eval_report
 from sao.eval.summary import Comparison, summarise
-from sao.stages.generate import GenerateConfig, PromptRow, run_generate
+from sao.stages.generate import ChatPrompt, GenerateConfig, run_generate
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def generate_answers(
     answers: dict[str, list[dict[str, Any]]] = {i.id: [] for i in instructions}
     for k in range(1, max(len(t) for t in turns.values()) + 1):
         prompts = [
-            PromptRow(id=i.id, messages=_with_system(_conversation(turns[i.id][:k], answers[i.id]), d.system))
+            ChatPrompt(id=i.id, messages=_with_system(_conversation(turns[i.id][:k], answers[i.id]), d.system))
             for i in instructions
             if len(turns[i.id]) >= k
         ]

@@ -34,7 +34,7 @@ from sao.errors import ConfigError, SaoError
 from sao.loop.config import RunConfig
 from sao.loop.iteration import Iteration
 from sao.loop.report import write_iteration_report, write_run_report
-from sao.stages.generate import GenerateConfig, PromptRow, run_generate
+from sao.stages.generate import ChatPrompt, GenerateConfig, run_generate
 from sao.store import RunStore
 from sao.synth.config import SynthConfig
 from sao.synth.pipeline import run_synth
@@ -50,9 +50,9 @@ def iteration_synth_config(config: RunConfig, index: int, model: str) -> SynthCo
     return config.synth.model_copy(update={"model": model, "seed": config.synth.seed + index - 1})
 
 
-def report_prompts(config: RunConfig) -> list[PromptRow]:
+def report_prompts(config: RunConfig) -> list[ChatPrompt]:
     return [
-        PromptRow(id=f"report-{i}", messages=[{"role": "user", "content": text}])
+        ChatPrompt(id=f"report-{i}", messages=[{"role": "user", "content": text}])
         for i, text in enumerate(config.report.prompts)
     ]
 

@@ -40,7 +40,7 @@ class GenerateConfig(BaseModel, extra="forbid"):
     system: str | None = Field(None, description="System message put before prompts that have none.")
 
 
-class PromptRow(BaseModel):
+class ChatPrompt(BaseModel):
     id: str
     messages: list[dict[str, str]]
 
@@ -72,14 +72,14 @@ def _conversation(obj: dict[str, Any], system: str | None, where: str) -> Conver
     return messages
 
 
-def load_prompts(path: str | Path, system: str | None = None) -> list[PromptRow]:
+def load_prompts(path: str | Path, system: str | None = None) -> list[ChatPrompt]:
     """Read a prompt file into rows with stable ids.
 
     A row's ``id`` field wins; otherwise the id is a hash of its messages, with
     ``-2``, ``-3``... for repeats, so duplicates are kept rather than merged.
     Raises InputError naming the file and line for any bad row or repeated id.
     """
-    rows: list[PromptRow] = []
+    rows: list[ChatPrompt] = []
     seen: dict[str, int] = {}
     repeats: Counter[str] = Counter()
     for lineno, obj in read_jsonl(path):
@@ -96,7 +96,7 @@ def load_prompts(path: str | Path, system: str | None = None) -> list[PromptRow]
         if row_id in seen:
             raise InputError(f"{where}: id '{row_id}' already used on line {seen[row_id]}")
         seen[row_id] = lineno
-        rows.append(PromptRow(id=row_id, messages=messages))
+        rows.append(ChatPrompt(id=row_id, messages=messages))
     if not rows:
         raise InputError(f"{path}: no prompts")
     return rows
@@ -114,7 +114,7 @@ def sampling_for(config: GenerateConfig, row_id: str) -> SamplingParams:
     )
 
 
-def generate_rows(engine: Engine, config: GenerateConfig, prompts: list[PromptRow]) -> list[GenerationRow]:
+def generate_rows(engine: Engine, config: GenerateConfig, prompts: list[ChatPrompt]) -> list[GenerationRow]:
     """Sample responses for a chunk of prompts (pure apart from the engine call)."""
     completions = engine.generate([p.messages for p in prompts], [sampling_for(config, p.id) for p in prompts])
     return [
@@ -144,7 +144,7 @@ def finish_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def run_generate(
     engine: Engine,
     config: GenerateConfig,
-    prompts: list[PromptRow],
+    prompts: list[ChatPrompt],
     out_dir: str | Path,
     *,
     model_info: dict[str, Any] | None = None,

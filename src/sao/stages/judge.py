@@ -38,7 +38,7 @@ class Judgement(BaseModel):
     fallback: bool = False  # mode 'logprob', but the engine could not score: judged by a generated ranking
 
 
-class Comparison(BaseModel):
+class PairComparison(BaseModel):
     a: int
     b: int
     p_a: float | None  # P(a better than b), debiased over both orders in swap mode
@@ -49,7 +49,7 @@ class JudgementRow(BaseModel):
     id: str
     schema_version: int = 1
     judgements: list[Judgement]
-    comparisons: list[Comparison]
+    comparisons: list[PairComparison]
     chosen: int | None
     rejected: int | None
     p_chosen: float | None
@@ -133,15 +133,15 @@ def warn_fallback(engine: Engine, exc: LogprobsUnavailable) -> None:
         )
 
 
-def compare(a: int, b: int, judgements: list[Judgement]) -> Comparison:
+def compare(a: int, b: int, judgements: list[Judgement]) -> PairComparison:
     """P(a better than b) from the judgements of this pair (one order, or both)."""
     forward = next(j for j in judgements if (j.first, j.second) == (a, b))
     swapped = next((j for j in judgements if (j.first, j.second) == (b, a)), None)
     if forward.p_first is None or (swapped is not None and swapped.p_first is None):
-        return Comparison(a=a, b=b, p_a=None, consistent=None)
+        return PairComparison(a=a, b=b, p_a=None, consistent=None)
     if swapped is None:
-        return Comparison(a=a, b=b, p_a=forward.p_first, consistent=None)
-    return Comparison(
+        return PairComparison(a=a, b=b, p_a=forward.p_first, consistent=None)
+    return PairComparison(
         a=a,
         b=b,
         p_a=debiased_probability(forward.p_first, swapped.p_first),

@@ -15,7 +15,7 @@ from sao.train.curves import PREFERENCE_METRICS
 
 
 def metrics_table(stats: dict[str, Any]) -> list[str]:
-    """First/last step and first/last epoch means of each training metric (`sao.train.run.summarise`)."""
+    """First/last step and first/last epoch means of each training metric (`sao.train.run.summarise_history`)."""
     columns = [("first step", "first_"), ("last step", "final_")]
     if any(k.startswith("first_epoch_mean_") for k in stats):
         columns += [("first-epoch mean", "first_epoch_mean_"), ("last-epoch mean", "last_epoch_mean_")]

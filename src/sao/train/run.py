@@ -81,7 +81,7 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
     return None
 
 
-def summarise(history: list[dict[str, Any]], tokens: int, epochs: float) -> dict[str, Any]:
+def summarise_history(history: list[dict[str, Any]], tokens: int, epochs: float) -> dict[str, Any]:
     """Curve summaries and throughput from ``trainer.state.log_history``.
 
     For each metric: its first and last logged values and, over more than one epoch, its
@@ -226,7 +226,7 @@ def run_train(
         "dropped": tokenized.dropped,
         "truncated": tokenized.truncated,
         "tokens_per_epoch": tokenized.tokens,
-        **summarise(history, tokenized.tokens, config.epochs),
+        **summarise_history(history, tokenized.tokens, config.epochs),
         "resumed_from": last.name if last else None,
         "processes": args.world_size,
         **precision,
