@@ -164,3 +164,24 @@ def test_check_until_refuses_stages_that_do_not_exist_or_do_not_run():
         check_until(SynthConfig(prompts={"no_personas": True}), "personas")
     check_until(SynthConfig(prompts={"no_personas": True}), "prompts")
     check_until(SynthConfig(), None)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", str(ROOT / "recipes" / "quickstart-cpu.yaml")],
+        ["eval", "-i", str(ROOT / "tests/data/mt_bench/question.jsonl"), "-m", "x", "--baseline", "y"],
+        ["judge-eval", "--pairs", "PAIRS"],
+    ],
+)
+def test_every_command_that_builds_an_engine_takes_engine_settings(command, tmp_path):
+    """`--engine KEY=VALUE` is the same flag everywhere: here an unknown backend, refused in one line."""
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "p", "response_a": "a", "response_b": "b", "label": "a"}) + "\n")
+    command = [str(pairs) if c == "PAIRS" else c for c in command]
+    proc = _sao(*command, "--out", str(tmp_path / "out"), "--engine", "backend=telepathy")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("sao: error: ") and "engine.backend" in proc.stderr, proc.stderr

@@ -43,6 +43,11 @@ SetOpt = Annotated[
 ]
 
 
+def _overrides(engine: list[str] | None, set_: list[str] | None) -> list[str]:
+    """``--engine KEY=VALUE`` as the recipe override ``engine.KEY=VALUE``, then the ``--set`` overrides."""
+    return [f"engine.{setting}" for setting in engine or []] + list(set_ or [])
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(format="sao: %(message)s", level=logging.WARNING, stream=sys.stderr)
     logging.getLogger("sao").setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -294,6 +299,7 @@ def run(
     recipe: Annotated[Path, typer.Argument(help="YAML run recipe (see recipes/).")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default: the recipe's out).")] = None,
     set_: SetOpt = None,
+    engine_: EngineOpt = None,
     ray: RayOpt = False,
     force: Annotated[bool, typer.Option(help="Start over where the config changed (old files are kept).")] = False,
     chunk_size: Annotated[int, typer.Option(min=1, help="Rows written per append (the most a kill can lose).")] = 32,
@@ -306,7 +312,7 @@ def run(
     values = load_yaml(recipe)
     if ray:
         values = set_field(values, "engine.ray.enabled", True)
-    config = validate(RunConfig, apply_overrides(values, set_ or []))
+    config = validate(RunConfig, apply_overrides(values, _overrides(engine_, set_)))
     out_dir = out or (Path(config.out) if config.out else Path("runs") / recipe.stem)
     iterations = run_loop(config, out_dir, force=force, chunk_size=chunk_size)
     last = iterations[-1]
@@ -364,6 +370,7 @@ def eval_(
         str | None, typer.Option(help="lm-evaluation-harness tasks, e.g. gsm8k,mmlu (needs sao[harness]).")
     ] = None,
     harness_limit: Annotated[int | None, typer.Option(min=1, help="Harness examples per task.")] = None,
+    engine_: EngineOpt = None,
     ray: RayOpt = False,
     force: Annotated[bool, typer.Option(help="Start over where the config changed (old files are kept).")] = False,
 ) -> None:
@@ -391,7 +398,7 @@ def eval_(
         _harness(values, harness, harness_limit, out)
         if "instructions" not in values:
             return
-    config = validate(EvalConfig, apply_overrides(values, set_ or []))
+    config = validate(EvalConfig, apply_overrides(values, _overrides(engine_, set_)))
     result = run_eval(config, out, force=force)
     for c in result.comparisons:
         typer.echo(
@@ -445,6 +452,7 @@ def judge_eval(
         ),
     ] = None,
     set_: SetOpt = None,
+    engine_: EngineOpt = None,
     force: Annotated[bool, typer.Option(help="Start over if the output directory has a different config.")] = False,
 ) -> None:
     """A judge's agreement with labelled pairs, position consistency, and a prefer-the-longer baseline."""
@@ -463,7 +471,7 @@ def judge_eval(
     for key, value in flags.items():
         if value is not None:
             values = set_field(values, key, value)
-    config = validate(JudgeEvalConfig, apply_overrides(values, set_ or []))
+    config = validate(JudgeEvalConfig, apply_overrides(values, _overrides(engine_, set_)))
     result = run_judge_eval(config, out, force=force)
     typer.echo(result_markdown(result, config.judge.model))
     typer.echo(f"\nreport: {out / 'report.md'}")
