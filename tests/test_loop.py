@@ -169,6 +169,6 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path, reference, chatty
         worst = max((trained[k] - ref_model[k]).abs().max().item() for k in trained)
         assert worst < 1e-4, f"{it}: resumed training differs from the uninterrupted run by {worst}"
     responses = RunStore.load(out / "iter-1" / "synth").manifest.stages["responses"]
-    assert responses.attempts == 2 and responses.seconds > 0  # the killed attempt's time is kept
+    assert responses.attempts == 2  # the killed attempt is counted (its time is summed: tests/test_store.py)
     manifest = json.loads((out / "iter-2" / "train" / "manifest.json").read_text())
     assert manifest["stages"]["train"]["stats"]["resumed_from"] is not None

@@ -159,7 +159,10 @@ def test_changed_engine_is_refused_like_changed_weights(tmp_path):
     RunStore.open(tmp_path / "run", {"n": 2}, dict(model))  # the same engine resumes
 
 
-def test_stage_time_and_attempts_survive_a_resume(tmp_path):
+def test_stage_time_and_attempts_survive_a_resume(tmp_path, monkeypatch):
+    # A clock that moves 1 s per reading: every chunk then takes exactly 1 s, whatever the machine.
+    ticks = iter(range(10_000))
+    monkeypatch.setattr("sao.stage.time.perf_counter", lambda: float(next(ticks)))
     store = RunStore.open(tmp_path / "run", {"n": 2})
     store.stage_started("s")
     store.stage_done("s", rows=0, stats={"k": 1})
@@ -170,12 +173,12 @@ def test_stage_time_and_attempts_survive_a_resume(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _run(fresh, items, fail_after=2)  # killed after 2 of 3 chunks
     first = RunStore.load(tmp_path / "run2").manifest.stages["s"]
-    assert (first.status, first.rows, first.attempts) == ("running", 4, 1)
+    assert (first.status, first.rows, first.attempts, first.seconds) == ("running", 4, 1, 2.0)
     again = RunStore.open(tmp_path / "run2", {"n": 2})
     _run(again, items)
     status = RunStore.load(tmp_path / "run2").manifest.stages["s"]
     assert (status.status, status.rows, status.attempts) == ("done", 6, 2)
-    assert status.seconds >= first.seconds
+    assert status.seconds == 3.0  # the killed attempt's two chunks, and the resumed one
     _run(again, items)  # nothing left to do: not an attempt
     assert RunStore.load(tmp_path / "run2").manifest.stages["s"].attempts == 2
 
