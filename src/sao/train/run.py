@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -199,11 +200,10 @@ def run_train(
 
     started = time.perf_counter()
     loaded = load_model(model, device="cpu", dtype=_name(weights), trust_remote_code=trust_remote_code)
-    # The DPO family's reference: the starting weights (in `sao run`, the previous iterate),
-    # loaded a second time in the same dtype as the policy, frozen by the trainer.
-    reference = None
-    if needs_reference(config):
-        reference = load_model(model, device="cpu", dtype=_name(weights), trust_remote_code=trust_remote_code).model
+    # The DPO family's reference: the starting weights (in `sao run`, the previous iterate), a copy
+    # of the policy before any step, in its dtype, frozen by the trainer. Copied, not loaded again:
+    # a second load would read and hash the weights a second time.
+    reference = copy.deepcopy(loaded.model) if needs_reference(config) else None
     build = sft_examples if config.method == "sft" else preference_examples
     tokenized = build(loaded.tokenizer, rows, config.max_length)
     if not tokenized.examples:

@@ -2,9 +2,9 @@
 
 - SimPO: ``trl.experimental.cpo.CPOTrainer`` with ``loss_type="simpo"`` and ``cpo_alpha=0``
   (no behaviour-cloning term), which is SimPO's reference-free, length-normalised loss.
-- DPO, IPO, robust DPO: ``trl.DPOTrainer``. The reference is a second, frozen load of the
-  model this run starts from, which in the loop is the previous iterate (with LoRA: the
-  same model with the adapter switched off). sao loads it itself rather than let TRL reload
+- DPO, IPO, robust DPO: ``trl.DPOTrainer``. The reference is a frozen copy of the model
+  this run starts from, taken before any step, which in the loop is the previous iterate (with
+  LoRA: the same model with the adapter switched off). sao passes it rather than let TRL reload
   ``config._name_or_path``, which skips sao's safe loading (safetensors only, offline hub ids,
   ``trust_remote_code``).
 - SFT: ``trl.SFTTrainer`` on ``input_ids`` + ``completion_mask`` (loss on responses only).
@@ -233,7 +233,7 @@ def build_trainer(
     """A ready trainer for ``config.method`` over a dataset of `sao.train.tokenize` rows.
 
     ``ref_model`` is the DPO family's frozen reference, required when `needs_reference`: a
-    separate load of the starting weights, in the same dtype as ``model``, so that the
+    copy of the starting weights, in the same dtype as ``model``, so that the
     first step's log-ratios are exactly 0 (loss ln 2).
 
     Raises ValueError when ``ref_model`` is missing where it is needed, or given where it is not.
