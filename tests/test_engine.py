@@ -1,11 +1,11 @@
-"""The transformers engine on a tiny random model: batching, budgets, stops, scoring."""
+"""The transformers engine on a tiny random model: batching, budgets, stops, scoring, prompt kinds, top-k."""
 
 import pytest
 import torch
 
 from conftest import ask
-from sao.engine import SamplingParams
-from sao.engine.chat_template import encode_prompt
+from sao.engine import CapabilityError, RawPrompt, SamplingParams, TokenPrompt
+from sao.engine.chat_template import encode_prompt, render_prompt
 from sao.engine.scoring import group_requests
 from sao.errors import ConfigError, InputError
 
@@ -101,3 +101,124 @@ def test_bad_conversation_and_sampling_list(tiny_engine):
         tiny_engine.generate([[{"role": "robot", "content": "x"}]], SamplingParams())
     with pytest.raises(ConfigError, match="^sampling:"):
         tiny_engine.generate(PROMPTS, [SamplingParams()])
+
+
+# ------------------------------------------------------------------------------------------ prompt kinds
+STORY = "Once upon a time, in a land far away,"
+
+
+def forward_logprobs(model, ids: list[int]) -> torch.Tensor:
+    """Log-softmax of every position's logits for ``ids`` alone: no batch, no padding."""
+    with torch.no_grad():
+        return torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)
+
+
+def test_raw_prompts_skip_the_chat_template(tiny_engine):
+    model, tok = tiny_engine.model, tiny_engine.tokenizer
+    ids = tok(STORY)["input_ids"]
+    assert ids != encode_prompt(tok, ask(STORY))
+    greedy = SamplingParams(temperature=0, max_new_tokens=8)
+    ours = tiny_engine.generate([RawPrompt(STORY), PROMPTS[0]], greedy)[0].samples[0]
+    ref = model.generate(
+        torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), max_new_tokens=8
+    )
+    assert ours.token_ids == [t for t in ref[0, len(ids) :].tolist() if t not in tiny_engine.eos_ids][: ours.num_tokens]
+    assert ours.num_tokens > 0
+    (scored,) = tiny_engine.score([RawPrompt(STORY)], [" there lived a cat"])
+    target = tok(" there lived a cat", add_special_tokens=False)["input_ids"]
+    logp = forward_logprobs(model, ids + target)
+    assert scored.logprobs == pytest.approx([logp[len(ids) + i - 1, t].item() for i, t in enumerate(target)], abs=1e-4)
+
+
+def test_token_prompts_are_read_as_they_are_in_generate_and_score(tiny_engine):
+    tok = tiny_engine.tokenizer
+    as_ids = [TokenPrompt(encode_prompt(tok, c)) for c in PROMPTS]
+    for sampling in (SamplingParams(temperature=0, max_new_tokens=6), SamplingParams(n=2, max_new_tokens=6, seed=9)):
+        assert tiny_engine.generate(as_ids, sampling) == tiny_engine.generate(PROMPTS, sampling)
+    conts = ["Paris.", "4", "a b c"]
+    by_text = tiny_engine.score(PROMPTS, conts)
+    assert tiny_engine.score(as_ids, conts) == by_text
+    # Token-id continuations: the exact tokens a sample had, with no re-tokenisation of its text.
+    assert tiny_engine.score(PROMPTS, [s.token_ids for s in by_text]) == by_text
+    # RAIN's join: a prefix and a next token whose text re-tokenises into other tokens ("ti" + "me" is
+    # " time"). Given as ids, they are scored as they are.
+    prefix, token = tok("Once upon a ti")["input_ids"], tok("me")["input_ids"][0]
+    assert tok(tok.decode([*prefix, token]))["input_ids"] != [*prefix, token]
+    (scored,) = tiny_engine.score([TokenPrompt(prefix)], [[token]])
+    assert scored.token_ids == [token]
+    assert scored.logprobs == pytest.approx([forward_logprobs(tiny_engine.model, prefix)[-1, token].item()], abs=1e-4)
+
+
+def test_top_logprobs_match_a_direct_forward_pass_and_do_not_depend_on_the_batch(tiny_engine):
+    model, tok = tiny_engine.model, tiny_engine.tokenizer
+    prompts = [*PROMPTS, RawPrompt(STORY), TokenPrompt([tok.bos_token_id, 42, 7])]
+    ids = [encode_prompt(tok, c) for c in PROMPTS] + [tok(STORY)["input_ids"], [tok.bos_token_id, 42, 7]]
+    tiny_engine.score_batch_size = 2  # three batches, each left-padded to its longest prompt
+    try:
+        batched = tiny_engine.top_logprobs(prompts, 5)
+    finally:
+        tiny_engine.score_batch_size = 8
+    for prompt, prompt_ids, got in zip(prompts, ids, batched):
+        values, tokens = forward_logprobs(model, prompt_ids)[-1].topk(5)
+        assert got.token_ids == tokens.tolist()
+        assert got.logprobs == pytest.approx(values.tolist(), abs=1e-4)
+        assert got.logprobs == sorted(got.logprobs, reverse=True)
+        (alone,) = tiny_engine.top_logprobs([prompt], 5)
+        assert alone.token_ids == got.token_ids and alone.logprobs == pytest.approx(got.logprobs, abs=1e-5)
+    # The same numbers as scoring each candidate as a one-token continuation.
+    scored = tiny_engine.score([PROMPTS[0]] * 5, [[t] for t in batched[0].token_ids])
+    assert [s.logprobs[0] for s in scored] == pytest.approx(batched[0].logprobs, abs=1e-5)
+    vocabulary = model.config.vocab_size
+    (everything,) = tiny_engine.top_logprobs([PROMPTS[0]], vocabulary + 10)  # at most the vocabulary
+    assert len(everything.token_ids) == vocabulary
+    assert torch.tensor(everything.logprobs).exp().sum().item() == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(ConfigError, match="^k: top_logprobs needs k >= 1, got 0"):
+        tiny_engine.top_logprobs([PROMPTS[0]], 0)
+
+
+def test_sar_scores_an_answer_after_an_empty_user_turn(tiny_engine):
+    """SAR's prior: the log-prob of an answer with no question, a conversation whose one user turn is empty."""
+    model, tok = tiny_engine.model, tiny_engine.tokenizer
+    empty = [{"role": "user", "content": ""}]
+    assert "<|im_start|>user\n<|im_end|>" in render_prompt(tok, empty)
+    answer = "The capital of France is Paris."
+    (scored,) = tiny_engine.score([empty], [answer])
+    prompt, target = encode_prompt(tok, empty), tok(answer, add_special_tokens=False)["input_ids"]
+    logp = forward_logprobs(model, prompt + target)
+    assert scored.token_ids == target
+    assert scored.logprobs == pytest.approx(
+        [logp[len(prompt) + i - 1, t].item() for i, t in enumerate(target)], abs=1e-4
+    )
+    (asked,) = tiny_engine.score([ask("What is the capital of France?")], [answer])
+    assert asked.total != pytest.approx(scored.total, abs=1e-3)  # the question does condition the answer
+
+
+class Untouchable:
+    def __getattr__(self, name):
+        raise AssertionError(f"the tokenizer was used ({name})")
+
+    def __call__(self, *args, **kwargs):
+        raise AssertionError("the tokenizer was used")
+
+
+def test_message_parts_are_refused_naming_the_engine_before_the_tokenizer(tiny_engine, monkeypatch):
+    frames = [{"role": "user", "content": [{"type": "video", "frames": ["0.png", "1.png"]}]}]
+    monkeypatch.setattr(tiny_engine, "tokenizer", Untouchable())
+    calls = [
+        lambda: tiny_engine.generate([PROMPTS[0], frames], SamplingParams()),
+        lambda: tiny_engine.score([PROMPTS[0], frames], ["a", "b"]),
+        lambda: tiny_engine.top_logprobs([frames], 3),
+    ]
+    for call, where in zip(calls, ["prompt 1 of a generate call", "prompt 1 of a score call", "prompt 0 of a top_"]):
+        with pytest.raises(CapabilityError, match=r"^engine backend 'transformers' lacks multimodal \(") as refused:
+            call()
+        assert where in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_bad_token_prompts_name_the_prompt(tiny_engine):
+    with pytest.raises(InputError, match="^prompt 1: it has no tokens"):
+        tiny_engine.generate([PROMPTS[0], TokenPrompt([])], SamplingParams())
+    with pytest.raises(InputError, match=r"^prompt 0: token id 999999 is outside the vocabulary \(0\.\.49151\)"):
+        tiny_engine.top_logprobs([TokenPrompt([1, 999999])], 2)
+    with pytest.raises(InputError, match="^continuation 0: token id -1 is outside"):
+        tiny_engine.score([PROMPTS[0]], [[-1]])

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
+import sao.gguf_export
 from conftest import GREEDY_QUESTIONS, ask
 from sao.embedded_models import EMBEDDED_MODELS
 from sao.engine import SamplingParams
+from sao.engine.config import EngineSection
+from sao.engine.factory import build_engine, engine_model_info
+from sao.engine.lazy import lazy_engine
 from sao.engine.llamacpp_engine import LlamaCppEngine
 from sao.engine.transformers_engine import TransformersEngine
-from sao.errors import ModelLoadError
-from sao.gguf_export import export_gguf
-from sao.loop.config import RunConfig
+from sao.errors import ConfigError, ModelLoadError
+from sao.gguf_export import TRAINED_GGUF, export_gguf
+from sao.loop.config import validate_run
 from sao.loop.run import run_loop
 from sao.models import gguf_location, load_model
-from sao.recipe import validate
 from test_loop import tiny_recipe
 
 SOURCE = gguf_location(EMBEDDED_MODELS["smollm2-135m"])
@@ -56,11 +60,59 @@ def test_other_architectures_are_refused_by_name(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing half-written left behind
 
 
+def test_an_engine_on_a_trained_model_exports_it_once_from_the_base_models_gguf(tmp_path, monkeypatch, chatty_tiny_dir):
+    """What `sao run` asks the factory for: llama.cpp on a directory of HF weights trained from the
+    embedded model, whose GGUF lends the tokenizer and metadata."""
+    trained = Path(shutil.copytree(chatty_tiny_dir, tmp_path / "iter-1" / "model"))
+    exports = []
+
+    def counted(*args, **kwargs):
+        exports.append(args[2])
+        return export_gguf(*args, **kwargs)
+
+    monkeypatch.setattr(sao.gguf_export, "export_gguf", counted)
+    settings = EngineSection(backend="llamacpp", batch_size=4)
+    before = engine_model_info(str(trained), settings)
+    torch_engine = TransformersEngine(load_model(str(trained), dtype="float32"), progress=False)
+    convs = [ask(q) for q in GREEDY_QUESTIONS[:3]]
+    answers = ["Red, blue and yellow.", "Waves fold", "Light to sugar."]
+    engines = [
+        build_engine(str(trained), settings, progress=False, base_model="smollm2-135m"),
+        build_engine(str(trained), settings, progress=False, base_model="smollm2-135m"),  # the cached export
+        lazy_engine(str(trained), settings, trust_remote_code=False, progress=False, base_model="smollm2-135m"),
+    ]
+    try:
+        scores = [engine.score(convs, answers) for engine in engines]
+        assert exports == [trained / TRAINED_GGUF]
+        assert {engine.model_path for engine in engines[:2]} | {engines[2].engine.model_path} == {exports[0]}
+        # The exported f16 weights give the torch engine's numbers, within f16 rounding.
+        reference = torch_engine.score(convs, answers)
+        for got in scores:
+            assert [s.token_ids for s in got] == [s.token_ids for s in reference]
+            assert max(abs(a - b) for x, y in zip(got, reference) for a, b in zip(x.logprobs, y.logprobs)) < 0.05
+    finally:
+        engines[0].close(), engines[1].close(), engines[2].release()
+    # The model is the trained weights, whichever backend serves it: the GGUF next to them changes nothing.
+    assert engine_model_info(str(trained), settings) == before
+    assert before["fingerprint"] == engine_model_info(str(trained), EngineSection())["fingerprint"]
+    assert (before["backend"], before["weights"]) == ("llamacpp", "f16") and "gguf" not in before
+
+
+def test_a_trained_model_must_be_a_directory_and_the_base_model_needs_a_gguf(tmp_path, tiny_model_dir):
+    settings = EngineSection(backend="llamacpp")
+    with pytest.raises(ConfigError, match="^engine.llamacpp: model 'org/tuned', trained from 'smollm2-135m', is not"):
+        build_engine("org/tuned", settings, progress=False, base_model="smollm2-135m")
+    # The model the run started from is served as it always was: it needs a GGUF of its own.
+    with pytest.raises(ConfigError, match="engine.llamacpp.gguf: model .* has no GGUF file"):
+        build_engine(str(tiny_model_dir), settings, progress=False, base_model=str(tiny_model_dir))
+    assert not (tiny_model_dir / TRAINED_GGUF).exists()
+
+
 @pytest.mark.slow
 def test_a_run_on_llama_cpp_exports_each_trained_model_and_chains_iterations(tmp_path, tiny_gguf, chatty_tiny_dir):
     recipe = tiny_recipe(chatty_tiny_dir)
     recipe["engine"] = {"backend": "llamacpp", "batch_size": 8, "llamacpp": {"gguf": str(tiny_gguf)}}
-    first, second = run_loop(validate(RunConfig, recipe), tmp_path, progress=False)
+    first, second = run_loop(validate_run(recipe), tmp_path, progress=False)
     assert second.model_in == str(first.model_out)
     assert (first.model_out / "model.gguf").is_file()  # iteration 2 generated with the trained weights
     assert (second.model_out / "model.gguf").is_file()  # the "after" samples of iteration 2

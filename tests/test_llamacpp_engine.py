@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import GREEDY_QUESTIONS, ask, common_prefix
-from sao.engine import SamplingParams, derive_seed
+from sao.engine import RawPrompt, SamplingParams, TokenPrompt, derive_seed
+from sao.engine.chat_template import encode_prompt
 from sao.engine.config import EngineSection
 from sao.engine.factory import build_engine
 from sao.engine.llamacpp_engine import LlamaCppEngine
@@ -113,6 +114,32 @@ def test_scores_match_the_transformers_engine(engine, smol_engine):
     # token, judge p_first 0.488 vs 0.487. Scoring the wrong position is off by several nats.
     assert max(diffs) < 0.1
     assert abs(p_ours - p_local) < 0.03
+
+
+def test_top_logprobs_follow_the_transformers_engine(engine, smol_engine):
+    prompts = [ask("What is the capital of France?"), RawPrompt("The capital of France is"), ask("Say hi.")]
+    ours, local = engine.top_logprobs(prompts, 5), smol_engine.top_logprobs(prompts, 5)
+    for got, want in zip(ours, local):
+        assert got.token_ids[0] == want.token_ids[0]  # llama.cpp's f16 against float32 torch, as in scoring
+        assert got.logprobs == sorted(got.logprobs, reverse=True) and len(got.token_ids) == 5
+        common = {t: lp for t, lp in zip(want.token_ids, want.logprobs)}
+        assert max(abs(lp - common[t]) for t, lp in zip(got.token_ids, got.logprobs) if t in common) < 0.1
+    # The same numbers as llama.cpp's own scoring of each candidate as a one-token continuation.
+    scored = engine.score([prompts[0]] * 5, [[t] for t in ours[0].token_ids])
+    assert max(abs(s.logprobs[0] - lp) for s, lp in zip(scored, ours[0].logprobs)) < 0.02
+
+
+def test_token_and_raw_prompts_are_read_as_given(engine):
+    tok = engine.tokenizer
+    conv, story = ask(GREEDY_QUESTIONS[4]), "Once upon a time"
+    chat, by_ids = engine.generate([conv, TokenPrompt(encode_prompt(tok, conv))], GREEDY)
+    assert chat.samples[0].token_ids == by_ids.samples[0].token_ids and chat.samples[0].num_tokens > 0
+    raw, raw_ids = engine.generate([RawPrompt(story), TokenPrompt(tok(story)["input_ids"])], GREEDY)
+    assert raw.samples[0].token_ids == raw_ids.samples[0].token_ids
+    assert raw.samples[0].token_ids != chat.samples[0].token_ids
+    assert engine.score([RawPrompt(story)], [" there"]) == engine.score(
+        [TokenPrompt(tok(story)["input_ids"])], [" there"]
+    )
 
 
 def test_scoring_more_sequences_than_streams_in_chunks(smol_dir):

@@ -24,7 +24,7 @@ from transformers import AutoTokenizer
 
 from conftest import GREEDY_QUESTIONS, common_prefix
 from llama_server import LlamaServer, embedded_gguf, free_port
-from sao.engine import SamplingParams, derive_seed
+from sao.engine import CapabilityError, RawPrompt, SamplingParams, TokenPrompt, derive_seed
 from sao.engine.chat_template import encode_prompt, render_prompt
 from sao.engine.config import EngineSection
 from sao.engine.factory import engine_model_info
@@ -176,6 +176,29 @@ def test_retries_give_up_with_a_clear_error_when_nothing_listens(smol_dir):
         engine.generate([ask("Hi")], SamplingParams(temperature=0, max_new_tokens=4))
     engine.close()
     assert engine.stats["requests"] == 3 and engine.stats["retries"] == 2
+
+
+def test_prompt_kinds_and_calls_it_lacks_are_refused_before_any_request(smol_dir):
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: a request would fail otherwise
+    completions = OpenAIEngine(url, MODEL, tokenizer=AutoTokenizer.from_pretrained(smol_dir), progress=False)
+    chat = OpenAIEngine(url, MODEL, api="chat", progress=False)
+    kind = r"^engine backend 'openai \(api: completions\)' lacks"
+    try:
+        with pytest.raises(CapabilityError, match=rf"{kind} token_prompts .* prompt 0 of a generate call needs$"):
+            completions.generate([TokenPrompt([1, 2, 3])], SamplingParams())
+        with pytest.raises(CapabilityError, match=rf"{kind} raw_prompts .* prompt 1 of a score call needs$"):
+            completions.score([ask("Hi"), RawPrompt("Once")], ["a", "b"])
+        with pytest.raises(CapabilityError, match=rf"{kind} token_prompts .* continuation 0 of a score call needs$"):
+            completions.score([ask("Hi")], [[1, 2]])
+        with pytest.raises(CapabilityError, match=rf"{kind} top_logprobs "):
+            completions.top_logprobs([ask("Hi")], 5)
+        parts = [{"role": "user", "content": [{"type": "image", "image": "https://example.com/cat.png"}]}]
+        with pytest.raises(CapabilityError, match=r"^engine backend 'openai \(api: chat\)' lacks multimodal"):
+            chat.generate([parts], SamplingParams())
+        assert completions.stats["requests"] == chat.stats["requests"] == 0
+    finally:
+        completions.close()
+        chat.close()
 
 
 # ---------------------------------------------------------------------------------------- the real server

@@ -15,7 +15,8 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import ask
-from sao.engine import SamplingParams
+from sao.engine import CapabilityError, RawPrompt, SamplingParams, TokenPrompt
+from sao.engine.chat_template import encode_prompt
 from sao.engine.config import EngineSection
 from sao.engine.ray_engine import (
     INSTALL_HINT,
@@ -185,6 +186,23 @@ def test_scores_match_the_in_process_engine(ray_engine, tiny_engine):
     assert [r.token_ids for r in remote] == [r.token_ids for r in local]
     for r, loc in zip(remote, local):
         assert r.logprobs == pytest.approx(loc.logprobs, abs=1e-5)
+
+
+@needs_ray
+def test_prompt_kinds_and_top_logprobs_reach_the_actors(ray_engine, tiny_engine):
+    tok = tiny_engine.tokenizer
+    prompts = [TokenPrompt(encode_prompt(tok, ask(p["prompt"]))) for p in PROMPTS[:3]] + [RawPrompt("Once upon")]
+    greedy = SamplingParams(temperature=0, max_new_tokens=6)
+    assert (ray_engine.kind, ray_engine.capabilities) == (tiny_engine.kind, tiny_engine.capabilities)
+    assert ray_engine.generate(prompts, greedy) == tiny_engine.generate(prompts, greedy)
+    for remote, local in zip(ray_engine.top_logprobs(prompts, 4), tiny_engine.top_logprobs(prompts, 4)):
+        assert remote.token_ids == local.token_ids
+        assert remote.logprobs == pytest.approx(local.logprobs, abs=1e-5)
+    parts = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    with pytest.raises(
+        CapabilityError, match=r"^engine backend 'transformers' lacks multimodal .* prompt 1 of a generate"
+    ):
+        ray_engine.generate([prompts[0], parts], greedy)
 
 
 @needs_ray

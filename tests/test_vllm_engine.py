@@ -17,7 +17,7 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from conftest import ask, save_with_tokenizer
-from sao.engine import SamplingParams, derive_seed
+from sao.engine import CapabilityError, RawPrompt, SamplingParams, TokenPrompt, derive_seed
 from sao.engine.chat_template import encode_prompts
 from sao.engine.config import EngineSection
 from sao.engine.transformers_engine import TransformersEngine
@@ -96,8 +96,21 @@ def test_score_requests_append_the_continuation_tokenized_on_its_own(tokenizer):
         target = tokenizer(cont, add_special_tokens=False)["input_ids"]
         assert request.prompt_token_ids == prompt + target
         assert request.start == len(prompt) and request.target == target
-    with pytest.raises(ValueError, match="2 conversations but 1"):
+    with pytest.raises(ValueError, match="2 prompts but 1"):
         score_requests(tokenizer, CONVERSATIONS[:2], conts[:1])
+
+
+def test_raw_and_token_prompts_become_prompt_token_ids_as_in_process(tokenizer):
+    story = "Once upon a time"
+    prompts = [RawPrompt(story), TokenPrompt([5, 6, 7]), CONVERSATIONS[0]]
+    requests = generation_requests(tokenizer, prompts, SamplingParams(temperature=0))
+    assert [r.prompt_token_ids for r in requests] == [
+        tokenizer(story)["input_ids"],
+        [5, 6, 7],
+        encode_prompts(tokenizer, CONVERSATIONS[:1])[0],
+    ]
+    (scored,) = score_requests(tokenizer, [TokenPrompt([5, 6, 7])], [[8, 9]])
+    assert (scored.prompt_token_ids, scored.start) == ([5, 6, 7, 8, 9], 3)
 
 
 # ----------------------------------------------------------------------------------------------- outputs
@@ -268,6 +281,19 @@ def test_engine_feeds_token_ids_and_maps_back(tokenizer, fake_vllm):
     assert llm.shut_down
     with pytest.raises(RuntimeError, match="after close"):
         engine.generate(CONVERSATIONS[:1], SamplingParams())
+
+
+def test_engine_refuses_what_it_lacks_before_vllm_sees_it(tokenizer, fake_vllm):
+    llm = FakeLLM()
+    engine = VLLMEngine(llm, tokenizer, progress=False)
+    image = [{"role": "user", "content": [{"type": "image", "image": "cat.png"}, {"type": "text", "text": "Who?"}]}]
+    with pytest.raises(CapabilityError, match=r"^engine backend 'vllm' lacks multimodal .* prompt 1 of a generate"):
+        engine.generate([CONVERSATIONS[0], image], SamplingParams())
+    with pytest.raises(CapabilityError, match=r"^engine backend 'vllm' lacks top_logprobs \(the k most likely"):
+        engine.top_logprobs([TokenPrompt([1, 2])], 5)
+    assert llm.calls == []
+    engine.generate([RawPrompt("Once upon a time")], SamplingParams(max_new_tokens=2))
+    assert llm.calls[0][0] == [{"prompt_token_ids": tokenizer("Once upon a time")["input_ids"]}]
 
 
 # -------------------------------------------------------------------------------------------- real vLLM

@@ -28,6 +28,7 @@ from sao.errors import ModelLoadError
 log = logging.getLogger(__name__)
 
 WeightType = Literal["f16", "q8_0", "f32"]
+FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7}  # llama.cpp's enum llama_ftype (general.file_type)
 TRAINED_GGUF = "model.gguf"  # written into a trained model's directory; the llama.cpp engine looks for it there
 ARCHITECTURES = ("LlamaForCausalLM",)
 
@@ -122,7 +123,7 @@ def export_gguf(model: Any, source_gguf: Path, dest: Path, *, weight_type: Weigh
             if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
                 continue
             if field.name in (gguf.Keys.General.FILE_TYPE, gguf.Keys.General.QUANTIZATION_VERSION):
-                continue  # describe the source's weights, not these
+                continue  # describe the source's weights, not these (written below)
             if field.name in replaced:
                 continue
             value_type = field.types[0]
@@ -130,6 +131,9 @@ def export_gguf(model: Any, source_gguf: Path, dest: Path, *, weight_type: Weigh
             writer.add_key_value(field.name, field.contents(), value_type, sub_type=sub_type)
         for key, (value, value_type) in replaced.items():
             writer.add_key_value(key, value, value_type)
+        # The type of these weights: without it the llama.cpp engine cannot tell that the file already
+        # is in the type it runs (`runnable_gguf`), and would convert a copy of it on first use.
+        writer.add_file_type(FILE_TYPES[weight_type])
         for name, data, tensor_type in _tensors(model, weight_type):
             writer.add_tensor(name, data, raw_dtype=tensor_type)
         writer.write_header_to_file()

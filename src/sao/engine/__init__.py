@@ -1,23 +1,45 @@
-"""Generation engines behind one small interface: ``generate`` and ``score``."""
+"""Generation engines behind one small interface: ``generate``, ``score`` and ``top_logprobs``."""
 
+from sao.engine.capabilities import Capability, CapabilityError, require_capabilities
 from sao.engine.types import (
     Completion,
+    ContentPart,
+    Continuation,
     Conversation,
     Engine,
+    ImagePart,
     Message,
+    NextTokenLogprobs,
+    Prompt,
+    RawPrompt,
     Sample,
     SamplingParams,
+    TextPart,
     TokenLogprobs,
+    TokenPrompt,
+    VideoPart,
     derive_seed,
 )
 
 __all__ = [
+    "Capability",
+    "CapabilityError",
     "Completion",
+    "ContentPart",
+    "Continuation",
     "Conversation",
     "Engine",
+    "ImagePart",
     "Message",
+    "NextTokenLogprobs",
+    "Prompt",
+    "RawPrompt",
     "Sample",
     "SamplingParams",
+    "TextPart",
     "TokenLogprobs",
+    "TokenPrompt",
+    "VideoPart",
     "derive_seed",
+    "require_capabilities",
 ]

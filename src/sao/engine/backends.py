@@ -8,14 +8,26 @@ from sao.engine.types import Engine
 
 
 def build_backend(
-    model: str, settings: EngineSection, *, trust_remote_code: bool = False, progress: bool = True
+    model: str,
+    settings: EngineSection,
+    *,
+    trust_remote_code: bool = False,
+    progress: bool = True,
+    base_model: str | None = None,
 ) -> Engine:
     """The engine of ``settings.backend`` in this process (alias, directory or hub id; for ``openai``,
-    the served model by default). `sao.engine.factory.build_engine` adds Ray; its actors call this."""
+    the served model by default). `sao.engine.factory.build_engine` adds Ray; its actors call this.
+
+    ``base_model`` is the model ``model`` was trained from, if any. Only llama.cpp needs it: it runs
+    GGUF files, and a trained model's is exported from its HF weights with the base model's GGUF as
+    template (`sao.engine.llamacpp_engine.served_gguf`). The others run the HF weights as they are.
+    """
     if settings.backend == "llamacpp":
         from sao.engine.llamacpp_engine import LlamaCppEngine
 
-        return LlamaCppEngine.from_spec(model, settings, trust_remote_code=trust_remote_code, progress=progress)
+        return LlamaCppEngine.from_spec(
+            model, settings, trust_remote_code=trust_remote_code, progress=progress, base_model=base_model
+        )
     if settings.backend == "vllm":
         from sao.engine.vllm_engine import VLLMEngine
 

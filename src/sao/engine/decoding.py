@@ -14,14 +14,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from sao.engine.chat_template import encode_prompts
+from sao.engine.prompts import prompt_ids
 from sao.engine.stops import StopStrings
-from sao.engine.types import Conversation, FinishReason, Sample, SamplingParams, per_request, sample_seed
+from sao.engine.types import FinishReason, Prompt, Sample, SamplingParams, per_request, sample_seed
 
 
 @dataclass
 class Job:
-    """One sequence to decode: sample ``sample`` of conversation ``conv``."""
+    """One sequence to decode: sample ``sample`` of prompt ``conv``."""
 
     conv: int
     sample: int
@@ -48,14 +48,14 @@ class Job:
 
 
 def make_jobs(
-    tokenizer: Any, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+    tokenizer: Any, prompts: Sequence[Prompt], sampling: SamplingParams | Sequence[SamplingParams]
 ) -> tuple[list[Job], list[SamplingParams]]:
-    """One Job per requested sample, with the prompt rendered by the chat template."""
-    params = per_request(sampling, len(conversations))
-    prompts = encode_prompts(tokenizer, conversations)
+    """One Job per requested sample, with the prompt's token ids (`sao.engine.prompts.prompt_ids`)."""
+    params = per_request(sampling, len(prompts))
+    encoded = prompt_ids(tokenizer, prompts)
     jobs = [
         Job(c, j, prompt, p, sample_seed(p, j))
-        for c, (prompt, p) in enumerate(zip(prompts, params))
+        for c, (prompt, p) in enumerate(zip(encoded, params))
         for j in range(p.n)
     ]
     return jobs, params

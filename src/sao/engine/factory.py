@@ -11,15 +11,25 @@ from sao.engine.types import Engine
 
 
 def build_engine(
-    model: str, settings: EngineSection, *, trust_remote_code: bool = False, progress: bool = True
+    model: str,
+    settings: EngineSection,
+    *,
+    trust_remote_code: bool = False,
+    progress: bool = True,
+    base_model: str | None = None,
 ) -> Engine:
-    """An engine for ``model`` (alias, directory or hub id; for ``openai``, the served model by default):
-    Ray engine actors when ``settings.ray.enabled``, else `sao.engine.backends.build_backend` here."""
+    """An engine on ``model`` (alias, directory or hub id; for ``openai``, the served model by default):
+    Ray engine actors when ``settings.ray.enabled``, else `sao.engine.backends.build_backend` here.
+
+    ``base_model`` is lineage, not a backend setting: the model ``model`` was trained from (the model a
+    run started from), or None. An engine on a model this run trained passes it, whatever the backend;
+    llama.cpp uses it to export the trained weights to GGUF once (see `build_backend`).
+    """
     if settings.ray.enabled:
         from sao.engine.ray_engine import RayEngine
 
-        return RayEngine(model, settings, trust_remote_code=trust_remote_code, progress=progress)
-    return build_backend(model, settings, trust_remote_code=trust_remote_code, progress=progress)
+        return RayEngine(model, settings, trust_remote_code=trust_remote_code, progress=progress, base_model=base_model)
+    return build_backend(model, settings, trust_remote_code=trust_remote_code, progress=progress, base_model=base_model)
 
 
 def engine_model_info(model: str, settings: EngineSection) -> dict[str, Any]:
@@ -30,7 +40,9 @@ def engine_model_info(model: str, settings: EngineSection) -> dict[str, Any]:
     them (the API key is never part of it). The engine is recorded as ``backend``, ``dtype``
     (the precision it computes in, ``auto`` resolved on this machine) and, for llama.cpp,
     the GGUF ``weights`` type and file: each changes the rows, so `RunStore.open` refuses a
-    resume that changes one.
+    resume that changes one. A model trained from another is identified by its own HF weights on every
+    backend: llama.cpp's GGUF of it is exported from them (`sao.engine.llamacpp_engine.served_gguf`),
+    and the ``gguf`` setting recorded then names the base model's GGUF, its template.
     """
     if settings.backend == "openai" and not settings.ray.enabled:
         served = settings.openai.served_model or model

@@ -5,16 +5,31 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Sequence
 
+from sao.engine.capabilities import Capability, backend_capabilities, engine_kind
 from sao.engine.config import EngineSection
 from sao.engine.factory import build_engine
-from sao.engine.types import Completion, Conversation, Engine, SamplingParams, TokenLogprobs
+from sao.engine.types import (
+    Completion,
+    Continuation,
+    Engine,
+    NextTokenLogprobs,
+    Prompt,
+    SamplingParams,
+    TokenLogprobs,
+)
 
 
 class LazyEngine:
-    """Wraps a factory; ``generate``/``score`` load the engine once, ``release`` frees it."""
+    """Wraps a factory; ``generate``/``score``/``top_logprobs`` load the engine once, ``release`` frees it.
 
-    def __init__(self, factory: Callable[[], Engine]):
+    ``kind`` and ``capabilities`` are the wrapped engine's, given up front (`lazy_engine` reads them
+    from the settings), so that asking what the engine can do loads nothing.
+    """
+
+    def __init__(self, factory: Callable[[], Engine], *, kind: str, capabilities: frozenset[Capability]):
         self._factory = factory
+        self.kind = kind
+        self.capabilities = capabilities
         self._engine: Engine | None = None
 
     @property
@@ -24,12 +39,15 @@ class LazyEngine:
         return self._engine
 
     def generate(
-        self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+        self, prompts: Sequence[Prompt], sampling: SamplingParams | Sequence[SamplingParams]
     ) -> list[Completion]:
-        return self.engine.generate(conversations, sampling)
+        return self.engine.generate(prompts, sampling)
 
-    def score(self, conversations: Sequence[Conversation], continuations: Sequence[str]) -> list[TokenLogprobs]:
-        return self.engine.score(conversations, continuations)
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[Continuation]) -> list[TokenLogprobs]:
+        return self.engine.score(prompts, continuations)
+
+    def top_logprobs(self, prompts: Sequence[Prompt], k: int) -> list[NextTokenLogprobs]:
+        return self.engine.top_logprobs(prompts, k)
 
     def release(self) -> None:
         """Drop the model so that training gets the memory (on a GPU, the cached blocks too).
@@ -48,6 +66,16 @@ class LazyEngine:
             torch.cuda.empty_cache()
 
 
-def lazy_engine(model: str, settings: EngineSection, *, trust_remote_code: bool, progress: bool) -> LazyEngine:
-    """The engine ``settings`` asks for on ``model``, built on first use."""
-    return LazyEngine(lambda: build_engine(model, settings, trust_remote_code=trust_remote_code, progress=progress))
+def lazy_engine(
+    model: str, settings: EngineSection, *, trust_remote_code: bool, progress: bool, base_model: str | None = None
+) -> LazyEngine:
+    """The engine ``settings`` asks for on ``model`` (trained from ``base_model``, if given: see
+    `sao.engine.factory.build_engine`), built on first use."""
+
+    def build() -> Engine:
+        # Looked up here at call time, so that tests can stand a recorder in for it.
+        return build_engine(
+            model, settings, trust_remote_code=trust_remote_code, progress=progress, base_model=base_model
+        )
+
+    return LazyEngine(build, kind=engine_kind(settings), capabilities=backend_capabilities(settings))

@@ -9,9 +9,9 @@ The batch is refilled continuously: a sequence that finishes frees its KV stream
 next waiting prompt is prefilled in the same call that decodes the others, so the batch
 stays full instead of draining down to its longest row.
 
-Prompts are rendered and tokenized by the model's Hugging Face tokenizer, and tokens are
-chosen by sao's own sampler with per-request generators, exactly as in the transformers
-engine; only the forward pass is llama.cpp's. Its numerics differ from float32 torch
+Prompts of every kind are tokenized by the model's Hugging Face tokenizer (`sao.engine.prompts`),
+and tokens are chosen by sao's own sampler with per-request generators, exactly as in the
+transformers engine; only the forward pass is llama.cpp's. Its numerics differ from float32 torch
 (activations are quantised to 8 bits for the integer dot products), so greedy text agrees
 with the transformers engine for a prefix, not token for token (docs/benchmarks.md).
 """
@@ -34,15 +34,24 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sao.engine.chat_template import encode_prompts
+from sao.engine.capabilities import CAPABILITIES, check_call
 from sao.engine.config import LlamaCppSection
 from sao.engine.decoding import Job, Meter, eos_ids, make_jobs
+from sao.engine.prompts import continuation_ids, prompt_ids
 from sao.engine.sampler import choose_tokens
 from sao.engine.scoring import expand, group_requests
 from sao.engine.stops import StopStrings
-from sao.engine.types import Completion, Conversation, SamplingParams, TokenLogprobs
+from sao.engine.types import (
+    Completion,
+    Continuation,
+    NextTokenLogprobs,
+    Prompt,
+    SamplingParams,
+    TokenLogprobs,
+    check_top_k,
+)
 from sao.errors import ConfigError, InputError, ModelLoadError
-from sao.gguf_export import TRAINED_GGUF
+from sao.gguf_export import FILE_TYPES, TRAINED_GGUF, ensure_gguf
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +104,25 @@ def gguf_path(spec: str, settings: LlamaCppSection) -> Path:
     )
 
 
-# llama.cpp's file types (enum llama_ftype) for the weight types sao converts to.
-_FILE_TYPES = {"f16": 1, "q8_0": 7}
+def served_gguf(spec: str, settings: LlamaCppSection, base_model: str | None = None) -> Path:
+    """The GGUF file llama.cpp runs for ``spec``, trained from ``base_model`` (None: not trained here).
+
+    A model trained from another (a directory of HF weights, as `sao run` writes) has no GGUF of its
+    own: its weights are exported once to ``model.gguf`` in its directory, with the tokenizer and
+    metadata of ``base_model``'s GGUF (training changes neither), and that file is used from then on.
+    ``llamacpp.gguf`` then names the base model's GGUF, the one the run started from.
+    """
+    if base_model is None or spec == base_model:
+        return gguf_path(spec, settings)
+    directory = Path(spec).expanduser()
+    if not directory.is_dir():
+        raise ConfigError(
+            f"engine.llamacpp: model '{spec}', trained from '{base_model}', is not a directory of HF weights "
+            "to export to GGUF"
+        )
+    # 'source' means the base GGUF's own type, which an export cannot keep: it writes float16.
+    weights = "f16" if settings.weights == "source" else settings.weights
+    return ensure_gguf(directory, gguf_path(base_model, settings), weights)
 
 
 def model_params(lc: Any) -> Any:
@@ -124,7 +150,7 @@ def runnable_gguf(source: Path, weights: str) -> Path:
     if weights == "source":
         return source
     file_type = gguf.GGUFReader(source).fields.get(gguf.Keys.General.FILE_TYPE)
-    if file_type is not None and int(file_type.contents()) == _FILE_TYPES[weights]:
+    if file_type is not None and int(file_type.contents()) == FILE_TYPES[weights]:
         return source
     stat = source.resolve().stat()
     key = hashlib.sha256(f"{source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
@@ -138,7 +164,7 @@ def runnable_gguf(source: Path, weights: str) -> Path:
     os.close(fd)
     try:
         params = lc.llama_model_quantize_default_params()
-        params.ftype = _FILE_TYPES[weights]
+        params.ftype = FILE_TYPES[weights]
         params.allow_requantize = True  # the embedded GGUF is already quantised (Q4_1)
         log.info("converting %s to %s for llama.cpp (first use only)", source.name, weights)
         if lc.llama_model_quantize(str(source).encode(), tmp.encode(), params) != 0:
@@ -185,6 +211,9 @@ class LlamaCppEngine:
         tokens_per_call: most tokens per ``llama_decode`` call (prefill chunks + one per decoding row).
         progress: show progress bars.
     """
+
+    kind = "llamacpp"
+    capabilities = CAPABILITIES["llamacpp"]
 
     def __init__(
         self,
@@ -236,14 +265,21 @@ class LlamaCppEngine:
 
     @classmethod
     def from_spec(
-        cls, spec: str, settings: Any, *, trust_remote_code: bool = False, progress: bool = True
+        cls,
+        spec: str,
+        settings: Any,
+        *,
+        trust_remote_code: bool = False,
+        progress: bool = True,
+        base_model: str | None = None,
     ) -> LlamaCppEngine:
-        """``spec`` names the tokenizer (alias, directory or hub id); the weights are its GGUF."""
+        """``spec`` names the tokenizer (alias, directory or hub id); the weights are its GGUF
+        (`served_gguf`: exported once when ``spec`` was trained from ``base_model``)."""
         from transformers import AutoTokenizer, GenerationConfig
 
         from sao.models import resolve_model_path
 
-        path = runnable_gguf(gguf_path(spec, settings.llamacpp), settings.llamacpp.weights)
+        path = runnable_gguf(served_gguf(spec, settings.llamacpp, base_model), settings.llamacpp.weights)
         source = resolve_model_path(spec)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         try:
@@ -365,18 +401,23 @@ class LlamaCppEngine:
             free.sort()
             stream.slot = target
 
+    def _check_fits(self, index: int, length: int, what: str) -> None:
+        """InputError unless ``length`` tokens (``what`` of request ``index``) fit one KV stream."""
+        if length > self.context_per_sequence:
+            raise InputError(
+                f"prompt {index}: {length} tokens ({what}) do not fit "
+                f"engine.llamacpp.context_per_sequence ({self.context_per_sequence})"
+            )
+
     # ------------------------------------------------------------------ generate
     def generate(
-        self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+        self, prompts: Sequence[Prompt], sampling: SamplingParams | Sequence[SamplingParams]
     ) -> list[Completion]:
-        """Sample ``n`` continuations per conversation; returns one Completion each, in order."""
-        jobs, params = make_jobs(self.tokenizer, conversations, sampling)
+        """Sample ``n`` continuations per prompt; returns one Completion each, in order."""
+        check_call(self, "generate", prompts)
+        jobs, params = make_jobs(self.tokenizer, prompts, sampling)
         for job in jobs:
-            if len(job.prompt) >= self.context_per_sequence:
-                raise InputError(
-                    f"conversation {job.conv}: its prompt of {len(job.prompt)} tokens does not fit "
-                    f"engine.llamacpp.context_per_sequence ({self.context_per_sequence})"
-                )
+            self._check_fits(job.conv, len(job.prompt) + 1, "the prompt and one new token")
         stops = {p.stop: StopStrings(self.tokenizer, p.stop) for p in params}
         generators = [None if job.seed is None else torch.Generator().manual_seed(job.seed) for job in jobs]
         streams = [_Stream(list(job.prompt), job=job, index=i) for i, job in enumerate(jobs)]
@@ -410,22 +451,18 @@ class LlamaCppEngine:
         return completions
 
     # ------------------------------------------------------------------ score
-    def score(self, conversations: Sequence[Conversation], continuations: Sequence[str]) -> list[TokenLogprobs]:
-        """Log-prob of each continuation token, as the assistant's reply to its conversation.
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[Continuation]) -> list[TokenLogprobs]:
+        """Log-prob of each continuation token after its prompt (a conversation's: as the assistant's reply).
 
         Requests that differ only in their last token share one pass (`sao.engine.scoring`).
         """
-        if len(conversations) != len(continuations):
-            raise ValueError(f"score: {len(conversations)} conversations but {len(continuations)} continuations")
-        prompts = encode_prompts(self.tokenizer, conversations)
-        targets = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
-        groups = group_requests(prompts, targets)
+        if len(prompts) != len(continuations):
+            raise ValueError(f"score: {len(prompts)} prompts but {len(continuations)} continuations")
+        check_call(self, "score", prompts, continuations)
+        targets = continuation_ids(self.tokenizer, continuations)
+        groups = group_requests(prompt_ids(self.tokenizer, prompts), targets)
         for group in groups:
-            if group.length > self.context_per_sequence:
-                raise InputError(
-                    f"conversation {group.members[0]}: {group.length} tokens with its continuation do not fit "
-                    f"engine.llamacpp.context_per_sequence ({self.context_per_sequence})"
-                )
+            self._check_fits(group.members[0], group.length, "the prompt and its continuation")
         streams = [_Stream(g.prompt + g.target, tokens=g.prompt + g.target, index=i) for i, g in enumerate(groups)]
         heads: list[list[float]] = [[0.0] * max(len(g.target) - 1, 0) for g in groups]
         lasts: list[list[float]] = [[] for _ in groups]
@@ -453,3 +490,32 @@ class LlamaCppEngine:
         finally:
             bar.close()
         return expand(groups, list(zip(heads, lasts)), targets)
+
+    # ------------------------------------------------------------------ top_logprobs
+    def top_logprobs(self, prompts: Sequence[Prompt], k: int) -> list[NextTokenLogprobs]:
+        """The ``k`` most likely next tokens after each prompt (at most the vocabulary), most likely first.
+
+        Each prompt runs through a KV stream with logits asked for at its last position only.
+        """
+        check_top_k(k)
+        check_call(self, "top_logprobs", prompts)
+        encoded = prompt_ids(self.tokenizer, prompts)
+        for i, ids in enumerate(encoded):
+            self._check_fits(i, len(ids), "the prompt")
+        streams = [_Stream(list(ids), tokens=list(ids), index=i) for i, ids in enumerate(encoded)]
+        results: list[NextTokenLogprobs] = [None] * len(encoded)  # type: ignore[list-item]
+
+        def wants(stream: _Stream, pos: int) -> bool:
+            return pos == stream.length - 1
+
+        def step(outputs: list[tuple[_Stream, int]], logits: torch.Tensor) -> None:
+            values, tokens = logits.float().log_softmax(-1).topk(min(k, logits.shape[-1]), dim=-1)
+            for row, (stream, _) in enumerate(outputs):
+                results[stream.index] = NextTokenLogprobs(tokens[row].tolist(), values[row].tolist())
+
+        bar = tqdm(total=len(streams), unit="seq", desc="top_logprobs", disable=not self.progress, leave=False)
+        try:
+            self._drive(streams, wants, step, bar.update)
+        finally:
+            bar.close()
+        return results

@@ -37,11 +37,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import openai
 from tqdm.auto import tqdm
 
+from sao.engine.capabilities import CAPABILITIES, Capability, check_call, missing, openai_kind
 from sao.engine.chat_template import check_conversation, render_prompt
 from sao.engine.types import (
     Completion,
-    Conversation,
+    Continuation,
     FinishReason,
+    NextTokenLogprobs,
+    Prompt,
     Sample,
     SamplingParams,
     TokenLogprobs,
@@ -244,6 +247,8 @@ class OpenAIEngine:
     ):
         if api == "completions" and tokenizer is None:
             raise ConfigError("openai.api: 'completions' renders the chat template here and needs the tokenizer")
+        self.kind = openai_kind(api)
+        self.capabilities = CAPABILITIES[self.kind]
         self.base_url = base_url
         self.served_model = served_model
         self.tokenizer = tokenizer
@@ -299,9 +304,13 @@ class OpenAIEngine:
 
     # ------------------------------------------------------------------ generate
     def generate(
-        self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+        self, conversations: Sequence[Prompt], sampling: SamplingParams | Sequence[SamplingParams]
     ) -> list[Completion]:
-        """Sample ``n`` continuations per conversation, one request per sample; one Completion each, in order."""
+        """Sample ``n`` continuations per conversation, one request per sample; one Completion each, in order.
+
+        Prompts of a kind this engine lacks (raw text, token ids, message parts) raise CapabilityError.
+        """
+        check_call(self, "generate", conversations)
         params = per_request(sampling, len(conversations))
         if self.api == "chat":
             for i, conversation in enumerate(conversations):
@@ -343,21 +352,23 @@ class OpenAIEngine:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     # ------------------------------------------------------------------ score
-    def score(self, conversations: Sequence[Conversation], continuations: Sequence[str]) -> list[TokenLogprobs]:
+    def score(self, conversations: Sequence[Prompt], continuations: Sequence[Continuation]) -> list[TokenLogprobs]:
         """Log-probs of each continuation's tokens, from the server's echoed prompt log-probs.
 
-        Raises `LogprobsUnavailable` when the server returns none (``api: chat`` never does).
-        The log-probs are per server token; ``token_ids`` are the tokenizer's ids of the
-        continuation when the server split it into as many tokens, else unknown (-1).
+        Raises `LogprobsUnavailable` when the server returns none (``api: chat`` never does: the judge
+        then falls back to generated rankings). The log-probs are per server token; ``token_ids`` are
+        the tokenizer's ids of the continuation when the server split it into as many tokens, else
+        unknown (-1).
         """
         if len(conversations) != len(continuations):
-            raise ValueError(f"score: {len(conversations)} conversations but {len(continuations)} continuations")
+            raise ValueError(f"score: {len(conversations)} prompts but {len(continuations)} continuations")
         if self.api == "chat":
             self.stats["logprobs_unavailable"] += 1
             raise LogprobsUnavailable(
                 "openai.api 'chat': chat completions return no log-probs of the prompt; "
                 "use api 'completions' with a server that echoes prompt log-probs, or judge mode 'generate'"
             )
+        check_call(self, "score", conversations, continuations)
         prompts = [render_prompt(self.tokenizer, c) for c in conversations]
         # Prompt and continuation tokenized apart, as the in-process engines and the trainers do.
         jobs = [
@@ -390,6 +401,10 @@ class OpenAIEngine:
         if not found or any(x is None for x in found):
             raise LogprobsUnavailable(f"{self.base_url} returned no log-probs for the continuation's tokens")
         return [float(x) for x in found]  # type: ignore[arg-type]
+
+    def top_logprobs(self, prompts: Sequence[Prompt], k: int) -> list[NextTokenLogprobs]:
+        """Not offered (see `sao.engine.capabilities.CAPABILITIES`): raises CapabilityError."""
+        raise missing(self.kind, Capability.TOP_LOGPROBS, "a top_logprobs call")
 
     def _token_logprobs(self, continuation: str, logprobs: list[float]) -> TokenLogprobs:
         ids = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]

@@ -32,8 +32,19 @@ from urllib.parse import urlsplit
 
 from tqdm.auto import tqdm
 
+from sao.engine.capabilities import Capability, backend_capabilities, check_call, engine_kind, require
 from sao.engine.config import EngineSection, RaySection
-from sao.engine.types import Completion, Conversation, Engine, SamplingParams, TokenLogprobs, per_request
+from sao.engine.types import (
+    Completion,
+    Continuation,
+    Engine,
+    NextTokenLogprobs,
+    Prompt,
+    SamplingParams,
+    TokenLogprobs,
+    check_top_k,
+    per_request,
+)
 from sao.errors import ConfigError, SaoError, first_line
 
 log = logging.getLogger(__name__)
@@ -149,11 +160,14 @@ class EngineActor:
     that a failed load reaches the driver as the original error (a constructor's error only
     reaches it as a dead actor with a traceback)."""
 
-    def __init__(self, model: str, settings: EngineSection, trust_remote_code: bool, threads: int):
+    def __init__(
+        self, model: str, settings: EngineSection, trust_remote_code: bool, threads: int, base_model: str | None = None
+    ):
         self.model = model
         self.settings = settings
         self.trust_remote_code = trust_remote_code
         self.threads = threads
+        self.base_model = base_model
         self.engine: Engine | None = None
 
     def load(self) -> None:
@@ -163,15 +177,25 @@ class EngineActor:
 
         torch.set_num_threads(self.threads)
         # An actor's progress bars would only interleave in the driver's log; the driver shows one.
-        self.engine = build_backend(self.model, self.settings, trust_remote_code=self.trust_remote_code, progress=False)
+        self.engine = build_backend(
+            self.model,
+            self.settings,
+            trust_remote_code=self.trust_remote_code,
+            progress=False,
+            base_model=self.base_model,
+        )
 
-    def generate(self, conversations: list[Conversation], sampling: list[SamplingParams]) -> list[Completion]:
+    def generate(self, prompts: list[Prompt], sampling: list[SamplingParams]) -> list[Completion]:
         assert self.engine is not None, "load() first"
-        return self.engine.generate(conversations, sampling)
+        return self.engine.generate(prompts, sampling)
 
-    def score(self, conversations: list[Conversation], continuations: list[str]) -> list[TokenLogprobs]:
+    def score(self, prompts: list[Prompt], continuations: list[Continuation]) -> list[TokenLogprobs]:
         assert self.engine is not None, "load() first"
-        return self.engine.score(conversations, continuations)
+        return self.engine.score(prompts, continuations)
+
+    def top_logprobs(self, prompts: list[Prompt], k: int) -> list[NextTokenLogprobs]:
+        assert self.engine is not None, "load() first"
+        return self.engine.top_logprobs(prompts, k)
 
     def close(self) -> None:
         # vLLM's engine holds GPU workers of its own; killing the actor alone may leave them behind.
@@ -189,14 +213,15 @@ class _Cluster:
     initialised_ray: bool
 
 
-def start_actors(ray: ModuleType, model: str, settings: EngineSection, trust_remote_code: bool) -> list[Any]:
+def start_actors(
+    ray: ModuleType, model: str, settings: EngineSection, trust_remote_code: bool, base_model: str | None = None
+) -> list[Any]:
     """Start ``num_actors`` engine actors and wait until each has loaded its model."""
     section = settings.ray
     remote = ray.remote(EngineActor).options(num_cpus=section.num_cpus_per_actor, num_gpus=section.num_gpus_per_actor)
     threads = actor_threads(section.num_cpus_per_actor)
-    actors = [
-        remote.remote(model, actor_settings(settings), trust_remote_code, threads) for _ in range(section.num_actors)
-    ]
+    inner = actor_settings(settings)
+    actors = [remote.remote(model, inner, trust_remote_code, threads, base_model) for _ in range(section.num_actors)]
     try:
         with remote_errors(ray):
             ray.get([actor.load.remote() for actor in actors])
@@ -217,11 +242,25 @@ class RayEngine:
             the rest which backend each actor runs.
         trust_remote_code: passed to each actor's backend.
         progress: show a progress bar of requests done on the driver.
+        base_model: the model ``model`` was trained from, passed to each actor's backend
+            (`sao.engine.backends.build_backend`).
+
+    Its ``kind`` and ``capabilities`` are its backend's: every actor runs that backend.
     """
 
-    def __init__(self, model: str, settings: EngineSection, *, trust_remote_code: bool = False, progress: bool = True):
+    def __init__(
+        self,
+        model: str,
+        settings: EngineSection,
+        *,
+        trust_remote_code: bool = False,
+        progress: bool = True,
+        base_model: str | None = None,
+    ):
         self.settings = settings
         self.progress = progress
+        self.kind = engine_kind(settings)
+        self.capabilities = backend_capabilities(settings)
         ray = import_ray()
         initialised = connect(ray, settings.ray.address)
         try:
@@ -232,7 +271,7 @@ class RayEngine:
             if problem:
                 # A cluster with an autoscaler grows to fit the actors; one without leaves them pending.
                 log.warning("engine.ray: %s; the actors wait until the cluster grows", problem)
-            actors = start_actors(ray, model, settings, trust_remote_code)
+            actors = start_actors(ray, model, settings, trust_remote_code, base_model)
         except BaseException:
             if initialised:
                 ray.shutdown()
@@ -249,20 +288,31 @@ class RayEngine:
             raise RuntimeError("RayEngine is closed")
         return self._cluster
 
+    # Prompt kinds are checked here, so that a refusal is one error on the driver, before any actor works.
     def generate(
-        self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+        self, prompts: Sequence[Prompt], sampling: SamplingParams | Sequence[SamplingParams]
     ) -> list[Completion]:
-        """One Completion per conversation, in input order, from the actors."""
-        params = per_request(sampling, len(conversations))
-        convs = list(conversations)
-        return self._map("generate", len(convs), lambda actor, s: actor.generate.remote(convs[s], params[s]))
+        """One Completion per prompt, in input order, from the actors."""
+        check_call(self, "generate", prompts)
+        params = per_request(sampling, len(prompts))
+        listed = list(prompts)
+        return self._map("generate", len(listed), lambda actor, s: actor.generate.remote(listed[s], params[s]))
 
-    def score(self, conversations: Sequence[Conversation], continuations: Sequence[str]) -> list[TokenLogprobs]:
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[Continuation]) -> list[TokenLogprobs]:
         """Log-probs of each continuation, in input order, from the actors."""
-        if len(conversations) != len(continuations):
-            raise ValueError(f"score: {len(conversations)} conversations but {len(continuations)} continuations")
-        convs, conts = list(conversations), list(continuations)
-        return self._map("score", len(convs), lambda actor, s: actor.score.remote(convs[s], conts[s]))
+        if len(prompts) != len(continuations):
+            raise ValueError(f"score: {len(prompts)} prompts but {len(continuations)} continuations")
+        check_call(self, "score", prompts, continuations)
+        listed, conts = list(prompts), list(continuations)
+        return self._map("score", len(listed), lambda actor, s: actor.score.remote(listed[s], conts[s]))
+
+    def top_logprobs(self, prompts: Sequence[Prompt], k: int) -> list[NextTokenLogprobs]:
+        """The ``k`` most likely next tokens after each prompt, in input order, from the actors."""
+        check_top_k(k)
+        require(self.kind, self.capabilities, [Capability.TOP_LOGPROBS], "a top_logprobs call")
+        check_call(self, "top_logprobs", prompts)
+        listed = list(prompts)
+        return self._map("top_logprobs", len(listed), lambda actor, s: actor.top_logprobs.remote(listed[s], k))
 
     def _map(self, method: str, count: int, call: Callable[[Any, slice], Any]) -> list[Any]:
         """Run ``call`` on every batch of ``count`` requests, on free actors; results in input order."""

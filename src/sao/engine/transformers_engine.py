@@ -17,12 +17,22 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from sao.engine.batching import left_pad, length_buckets
-from sao.engine.chat_template import encode_prompts
+from sao.engine.capabilities import CAPABILITIES, check_call
 from sao.engine.decoding import Job, Meter, eos_ids, make_jobs
+from sao.engine.prompts import continuation_ids, prompt_ids
 from sao.engine.sampler import choose_tokens
 from sao.engine.scoring import ScoreGroup, expand, group_requests
 from sao.engine.stops import StopStrings
-from sao.engine.types import Completion, Conversation, Sample, SamplingParams, TokenLogprobs
+from sao.engine.types import (
+    Completion,
+    Continuation,
+    NextTokenLogprobs,
+    Prompt,
+    Sample,
+    SamplingParams,
+    TokenLogprobs,
+    check_top_k,
+)
 from sao.models import DEFAULT_MODEL, LoadedModel, load_model
 
 log = logging.getLogger(__name__)
@@ -34,9 +44,12 @@ class TransformersEngine:
     Args:
         loaded: the model and tokenizer (see `sao.models.load_model`).
         max_batch_size: sequences decoded together; buckets are length-sorted.
-        score_batch_size: sequences per forward pass in `score`.
+        score_batch_size: sequences per forward pass in `score` and `top_logprobs`.
         progress: show a progress bar with tokens/s.
     """
+
+    kind = "transformers"
+    capabilities = CAPABILITIES["transformers"]
 
     def __init__(
         self, loaded: LoadedModel, *, max_batch_size: int = 32, score_batch_size: int = 8, progress: bool = True
@@ -70,10 +83,11 @@ class TransformersEngine:
     # ------------------------------------------------------------------ generate
     @torch.inference_mode()
     def generate(
-        self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+        self, prompts: Sequence[Prompt], sampling: SamplingParams | Sequence[SamplingParams]
     ) -> list[Completion]:
-        """Sample ``n`` continuations per conversation; returns one Completion each, in order."""
-        jobs, params = make_jobs(self.tokenizer, conversations, sampling)
+        """Sample ``n`` continuations per prompt; returns one Completion each, in order."""
+        check_call(self, "generate", prompts)
+        jobs, params = make_jobs(self.tokenizer, prompts, sampling)
         completions = [Completion([None] * p.n) for p in params]  # type: ignore[list-item]
         meter = Meter(len(jobs), self.progress)
         try:
@@ -141,18 +155,18 @@ class TransformersEngine:
 
     # ------------------------------------------------------------------ score
     @torch.inference_mode()
-    def score(self, conversations: Sequence[Conversation], continuations: Sequence[str]) -> list[TokenLogprobs]:
-        """Log-prob of each continuation token, as the assistant's reply to its conversation.
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[Continuation]) -> list[TokenLogprobs]:
+        """Log-prob of each continuation token after its prompt (a conversation's: as the assistant's reply).
 
-        Continuations are tokenized on their own (no special tokens), the way a trainer
+        Text continuations are tokenized on their own (no special tokens), the way a trainer
         tokenizes a completion after the chat-templated prompt. Requests that differ only in
         their last token share one forward pass (`sao.engine.scoring`).
         """
-        if len(conversations) != len(continuations):
-            raise ValueError(f"score: {len(conversations)} conversations but {len(continuations)} continuations")
-        prompts = encode_prompts(self.tokenizer, conversations)
-        targets = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
-        groups = group_requests(prompts, targets)
+        if len(prompts) != len(continuations):
+            raise ValueError(f"score: {len(prompts)} prompts but {len(continuations)} continuations")
+        check_call(self, "score", prompts, continuations)
+        targets = continuation_ids(self.tokenizer, continuations)
+        groups = group_requests(prompt_ids(self.tokenizer, prompts), targets)
         scored: list[tuple[list[float], list[float]]] = [([], [])] * len(groups)
         buckets = length_buckets([g.length for g in groups], self.score_batch_size)
         for bucket in tqdm(buckets, unit="batch", desc="score", disable=not self.progress, leave=False):
@@ -178,4 +192,25 @@ class TransformersEngine:
             head = token_logprobs[row, k - n : k - 1].tolist() if n else []
             last = (logits[row, -1, group.last_tokens] - norm[row, -1]).tolist() if n else []
             results.append((head, last))
+        return results
+
+    # ------------------------------------------------------------------ top_logprobs
+    @torch.inference_mode()
+    def top_logprobs(self, prompts: Sequence[Prompt], k: int) -> list[NextTokenLogprobs]:
+        """The ``k`` most likely next tokens after each prompt (at most the vocabulary), most likely first.
+
+        One forward pass per batch of ``score_batch_size`` prompts; only the last position goes
+        through the LM head. Log-probs are the log-softmax of the raw logits, as in `score`.
+        """
+        check_top_k(k)
+        check_call(self, "top_logprobs", prompts)
+        encoded = prompt_ids(self.tokenizer, prompts)
+        results: list[NextTokenLogprobs] = [None] * len(encoded)  # type: ignore[list-item]
+        buckets = length_buckets([len(ids) for ids in encoded], self.score_batch_size)
+        for bucket in tqdm(buckets, unit="batch", desc="top_logprobs", disable=not self.progress, leave=False):
+            ids, mask, positions = left_pad([encoded[i] for i in bucket], self.pad_id, self.device)
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
+            values, tokens = logits[:, -1].float().log_softmax(-1).topk(min(k, logits.shape[-1]), dim=-1)
+            for row, i in enumerate(bucket):
+                results[i] = NextTokenLogprobs(tokens[row].tolist(), values[row].tolist())
         return results

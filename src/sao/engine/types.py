@@ -1,7 +1,10 @@
 """The backend-neutral engine interface, in the spirit of vLLM's ``LLM.generate`` + ``SamplingParams``.
 
-Every backend (transformers in-process, vLLM, OpenAI-compatible HTTP, and Ray actors running
-any of them) implements `Engine`: ``generate`` for sampling and ``score`` for token log-probs.
+Every backend (transformers in-process, llama.cpp, vLLM, OpenAI-compatible HTTP, and Ray actors
+running any of them) implements `Engine`: ``generate`` for sampling, ``score`` for the log-probs of
+a given continuation and ``top_logprobs`` for the next-token distribution, each over prompts of
+three kinds (`Prompt`). What a backend can do of this is its `sao.engine.capabilities.Capability`
+set; asked for more, it raises `sao.engine.capabilities.CapabilityError`.
 """
 
 from __future__ import annotations
@@ -10,13 +13,73 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, TypedDict
 
 from sao.errors import ConfigError
 
-Message = dict[str, str]  # {"role": ..., "content": ...}
-Conversation = list[Message]
+if TYPE_CHECKING:
+    from sao.engine.capabilities import Capability
+
 FinishReason = Literal["stop", "length"]
+
+
+# ------------------------------------------------------------------------------------------------ prompts
+# Message parts are TypedDicts, not dataclasses: conversations are stored in rows as plain JSON.
+class TextPart(TypedDict):
+    type: Literal["text"]
+    text: str
+
+
+class ImagePart(TypedDict):
+    type: Literal["image"]
+    image: str  # a file path or URL
+
+
+class VideoPart(TypedDict):
+    type: Literal["video"]
+    frames: list[str]  # file paths or URLs of the frames, in order
+
+
+ContentPart = TextPart | ImagePart | VideoPart
+
+
+class Message(TypedDict):
+    """One chat turn. ``content`` made of parts (text, images, video frames) needs an engine with the
+    ``multimodal`` capability; plain text works everywhere."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str | list[ContentPart]
+
+
+Conversation = list[Message]  # rendered with the model's chat template, ending with the assistant header
+
+
+@dataclass(frozen=True)
+class RawPrompt:
+    """Text the model reads as it is, with no chat template (base models, few-shot prompts).
+
+    It is tokenized as a document: with the tokenizer's own special tokens (the BOS of Llama-style
+    tokenizers) unless ``add_special_tokens`` is False, as vLLM and HF pipelines treat a text prompt.
+    """
+
+    text: str
+    add_special_tokens: bool = True
+
+
+@dataclass(frozen=True)
+class TokenPrompt:
+    """Token ids the model reads as they are: a prefix to continue exactly, where re-tokenising its
+    text would merge tokens differently at a join (RAIN's search over token sets)."""
+
+    token_ids: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "token_ids", tuple(int(t) for t in self.token_ids))
+
+
+Prompt = Conversation | RawPrompt | TokenPrompt
+# A continuation to score: text (tokenized on its own, as a trainer tokenizes a completion) or token ids.
+Continuation = str | Sequence[int]
 
 
 @dataclass(frozen=True)
@@ -89,14 +152,14 @@ class Sample:
 
 @dataclass
 class Completion:
-    """All samples for one conversation, in sample order."""
+    """All samples for one prompt, in sample order."""
 
     samples: list[Sample] = field(default_factory=list)
 
 
 @dataclass
 class TokenLogprobs:
-    """Log-probabilities of a continuation's tokens given the conversation."""
+    """Log-probabilities of a continuation's tokens given the prompt."""
 
     token_ids: list[int]
     logprobs: list[float]
@@ -110,17 +173,44 @@ class TokenLogprobs:
         return self.total / len(self.logprobs) if self.logprobs else 0.0
 
 
+@dataclass
+class NextTokenLogprobs:
+    """The most likely next tokens after a prompt, most likely first, with their log-probs
+    (log-softmax of the raw logits: no temperature or top-p)."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+
+
+def check_top_k(k: int) -> None:
+    """Raise ConfigError unless ``k`` asks for at least one token."""
+    if k < 1:
+        raise ConfigError(f"k: top_logprobs needs k >= 1, got {k}")
+
+
 class Engine(Protocol):
-    """What every generation backend provides."""
+    """What every generation backend provides.
+
+    ``kind`` names it in errors (its backend; for OpenAI with its api); ``capabilities`` is what it can
+    do beyond generating from a text-only conversation. A call or prompt kind outside them raises
+    `sao.engine.capabilities.CapabilityError`.
+    """
+
+    kind: str
+    capabilities: frozenset[Capability]
 
     def generate(
-        self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+        self, prompts: Sequence[Prompt], sampling: SamplingParams | Sequence[SamplingParams]
     ) -> list[Completion]:
-        """One `Completion` per conversation, in input order; ``sampling`` is shared or per request."""
+        """One `Completion` per prompt, in input order; ``sampling`` is shared or per request."""
         ...
 
-    def score(self, conversations: Sequence[Conversation], continuations: Sequence[str]) -> list[TokenLogprobs]:
-        """Log-probs of each continuation's tokens as the assistant's reply to its conversation."""
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[Continuation]) -> list[TokenLogprobs]:
+        """Log-probs of each continuation's tokens after its prompt (for a conversation: as the assistant's reply)."""
+        ...
+
+    def top_logprobs(self, prompts: Sequence[Prompt], k: int) -> list[NextTokenLogprobs]:
+        """The ``k`` most likely next tokens after each prompt (at most the vocabulary), one forward pass each."""
         ...
 
 

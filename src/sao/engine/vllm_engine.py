@@ -2,8 +2,9 @@
 
 It agrees with the in-process `TransformersEngine` wherever two backends can:
 
-- prompts are sao's own chat-templated token ids (`encode_prompts`), fed as ``prompt_token_ids``, so
-  vLLM never applies a template of its own and the prompt is the one training sees;
+- prompts are sao's own token ids (`sao.engine.prompts`: chat-templated for a conversation, as training
+  sees it), fed as ``prompt_token_ids``, so vLLM never applies a template of its own; raw-text and
+  token-id prompts go the same way;
 - sample ``j`` of a request is its own vLLM request with ``n=1`` and ``seed=derive_seed(base, j)``, so any
   sample can be regenerated alone. The seeds equal the in-process engine's; the tokens drawn from them do
   not, since each backend turns a seed into random numbers its own way;
@@ -24,11 +25,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sao.engine.chat_template import encode_prompts
+from sao.engine.capabilities import CAPABILITIES, Capability, check_call, missing
+from sao.engine.prompts import continuation_ids, prompt_ids
 from sao.engine.types import (
     Completion,
-    Conversation,
+    Continuation,
     FinishReason,
+    NextTokenLogprobs,
+    Prompt,
     Sample,
     SamplingParams,
     TokenLogprobs,
@@ -63,7 +67,7 @@ SCORE_SAMPLING: dict[str, Any] = {
 # ---------------------------------------------------------------------------------------------- requests
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One vLLM request: sample ``sample`` of conversation ``conv``."""
+    """One vLLM request: sample ``sample`` of prompt ``conv``."""
 
     conv: int
     sample: int
@@ -77,7 +81,7 @@ class GenerationRequest:
 
 @dataclass(frozen=True)
 class ScoreRequest:
-    """One scoring request: the conversation's prompt ids followed by the continuation's."""
+    """One scoring request: the prompt's ids followed by the continuation's."""
 
     prompt_token_ids: list[int]
     start: int  # index of the continuation's first token
@@ -100,27 +104,25 @@ def sampling_kwargs(params: SamplingParams, seed: int | None) -> dict[str, Any]:
 
 
 def generation_requests(
-    tokenizer: Any, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+    tokenizer: Any, prompts: Sequence[Prompt], sampling: SamplingParams | Sequence[SamplingParams]
 ) -> list[GenerationRequest]:
-    """One request per sample of each conversation, in (conversation, sample) order."""
-    params = per_request(sampling, len(conversations))
-    prompts = encode_prompts(tokenizer, conversations)
+    """One request per sample of each prompt, in (prompt, sample) order."""
+    params = per_request(sampling, len(prompts))
     return [
-        GenerationRequest(c, j, prompt, sampling_kwargs(p, sample_seed(p, j)))
-        for c, (prompt, p) in enumerate(zip(prompts, params))
+        GenerationRequest(c, j, ids, sampling_kwargs(p, sample_seed(p, j)))
+        for c, (ids, p) in enumerate(zip(prompt_ids(tokenizer, prompts), params))
         for j in range(p.n)
     ]
 
 
 def score_requests(
-    tokenizer: Any, conversations: Sequence[Conversation], continuations: Sequence[str]
+    tokenizer: Any, prompts: Sequence[Prompt], continuations: Sequence[Continuation]
 ) -> list[ScoreRequest]:
-    """Prompt ids plus continuation ids tokenized on their own, exactly as `TransformersEngine.score` does."""
-    if len(conversations) != len(continuations):
-        raise ValueError(f"score: {len(conversations)} conversations but {len(continuations)} continuations")
-    prompts = encode_prompts(tokenizer, conversations)
-    targets = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
-    return [ScoreRequest(p + t, len(p)) for p, t in zip(prompts, targets)]
+    """Prompt ids plus continuation ids (`sao.engine.prompts`), exactly as `TransformersEngine.score` has them."""
+    if len(prompts) != len(continuations):
+        raise ValueError(f"score: {len(prompts)} prompts but {len(continuations)} continuations")
+    targets = continuation_ids(tokenizer, continuations)
+    return [ScoreRequest(p + t, len(p)) for p, t in zip(prompt_ids(tokenizer, prompts), targets)]
 
 
 # ----------------------------------------------------------------------------------------------- outputs
@@ -250,6 +252,9 @@ class VLLMEngine:
         progress: show vLLM's progress bar.
     """
 
+    kind = "vllm"
+    capabilities = CAPABILITIES["vllm"]
+
     def __init__(self, llm: Any, tokenizer: Any, *, progress: bool = True):
         self.llm = llm
         self.tokenizer = tokenizer
@@ -274,11 +279,12 @@ class VLLMEngine:
         return cls(llm, tokenizer, progress=progress)
 
     def generate(
-        self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+        self, prompts: Sequence[Prompt], sampling: SamplingParams | Sequence[SamplingParams]
     ) -> list[Completion]:
-        """Sample ``n`` continuations per conversation; returns one Completion each, in order."""
-        params = per_request(sampling, len(conversations))
-        requests = generation_requests(self.tokenizer, conversations, params)
+        """Sample ``n`` continuations per prompt; returns one Completion each, in order."""
+        check_call(self, "generate", prompts)
+        params = per_request(sampling, len(prompts))
+        requests = generation_requests(self.tokenizer, prompts, params)
         started = time.perf_counter()
         outputs = self._run([r.prompt_token_ids for r in requests], [r.sampling for r in requests])
         completions = to_completions(requests, outputs, [p.n for p in params])
@@ -293,11 +299,16 @@ class VLLMEngine:
         )
         return completions
 
-    def score(self, conversations: Sequence[Conversation], continuations: Sequence[str]) -> list[TokenLogprobs]:
-        """Log-prob of each continuation token, as the assistant's reply to its conversation."""
-        requests = score_requests(self.tokenizer, conversations, continuations)
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[Continuation]) -> list[TokenLogprobs]:
+        """Log-prob of each continuation token after its prompt (a conversation's: as the assistant's reply)."""
+        check_call(self, "score", prompts, continuations)
+        requests = score_requests(self.tokenizer, prompts, continuations)
         outputs = self._run([r.prompt_token_ids for r in requests], [SCORE_SAMPLING] * len(requests))
         return [to_token_logprobs(r, o) for r, o in zip(requests, outputs)]
+
+    def top_logprobs(self, prompts: Sequence[Prompt], k: int) -> list[NextTokenLogprobs]:
+        """Not wired up for vLLM yet (see `sao.engine.capabilities.CAPABILITIES`): raises CapabilityError."""
+        raise missing(self.kind, Capability.TOP_LOGPROBS, "a top_logprobs call")
 
     def _run(self, prompts: list[list[int]], sampling: list[dict[str, Any]]) -> list[Any]:
         if self.llm is None:

@@ -1,0 +1,137 @@
+"""What each engine can do beyond generating from a text conversation, known before any model loads.
+
+The methods built on the engines need more than that: RAIN the next-token distribution after a
+prefix given by token ids, SELF-ALIGN raw-text prompts for base models without a chat template,
+VideoSAVi messages with images and video frames, the log-prob judge and SAR the log-probs of a
+continuation. A run checks its methods' needs against its engine with `require_capabilities`
+before it loads a model, so a recipe that cannot work fails at once with one line, not hours in;
+an engine asked for something it lacks raises the same `CapabilityError` (`check_call`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from sao.engine.types import Continuation, Prompt, RawPrompt, TokenPrompt
+from sao.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sao.engine.config import EngineSection
+    from sao.engine.types import Engine
+
+
+class Capability(StrEnum):
+    """What an engine can do beyond generating from a text conversation; methods name these values."""
+
+    SCORE = "score"
+    TOP_LOGPROBS = "top_logprobs"
+    TOKEN_PROMPTS = "token_prompts"
+    RAW_PROMPTS = "raw_prompts"
+    MULTIMODAL = "multimodal"
+
+    @property
+    def description(self) -> str:
+        return DESCRIPTIONS[self]
+
+
+DESCRIPTIONS = {
+    Capability.SCORE: "log-probs of a given continuation",
+    Capability.TOP_LOGPROBS: "the k most likely next tokens with their log-probs",
+    Capability.TOKEN_PROMPTS: "prompts and continuations given as token ids, read as they are",
+    Capability.RAW_PROMPTS: "text prompts read without a chat template",
+    Capability.MULTIMODAL: "message content made of parts: text, images, video frames",
+}
+
+
+class CapabilityError(ConfigError):
+    """An engine was asked for something it cannot do; the one line names the engine, the capability and who
+    needs it."""
+
+
+# Every prompt kind becomes token ids for a forward pass the engine runs itself.
+_IN_PROCESS = frozenset({Capability.SCORE, Capability.TOP_LOGPROBS, Capability.TOKEN_PROMPTS, Capability.RAW_PROMPTS})
+
+# What each engine kind (`engine_kind`) can do; the engine classes declare theirs from here, so that
+# `require_capabilities` needs neither a model nor vllm, ray or openai. No engine takes message parts yet.
+CAPABILITIES: dict[str, frozenset[Capability]] = {
+    "transformers": _IN_PROCESS,
+    "llamacpp": _IN_PROCESS,
+    # vLLM is fed token ids (``prompt_token_ids``) whatever the prompt kind. Its top-k log-probs
+    # (``SamplingParams.logprobs``) are not wired up: no test with a GPU has checked them yet.
+    "vllm": frozenset({Capability.SCORE, Capability.TOKEN_PROMPTS, Capability.RAW_PROMPTS}),
+    # The prompt is rendered here and scored from echoed prompt log-probs (a server that echoes none makes
+    # `score` raise LogprobsUnavailable when called). A server that refuses token ids gets their text, so
+    # token ids are not promised to arrive as they are; nor is a raw text's BOS.
+    "openai (api: completions)": frozenset({Capability.SCORE}),
+    # The server applies its own template to the messages, and chat completions echo no prompt log-probs.
+    "openai (api: chat)": frozenset(),
+}
+
+
+def openai_kind(api: str) -> str:
+    """The OpenAI engine's kind: its two apis can do different things."""
+    return f"openai (api: {api})"
+
+
+def engine_kind(settings: EngineSection) -> str:
+    """The kind of engine ``settings`` build, as `CAPABILITIES` and errors name it: the backend (on Ray
+    too, where every actor runs it), and for OpenAI its api."""
+    return openai_kind(settings.openai.api) if settings.backend == "openai" else settings.backend
+
+
+def backend_capabilities(settings: EngineSection) -> frozenset[Capability]:
+    """What the engine ``settings`` build can do, read from the settings alone: no model, no backend import."""
+    return CAPABILITIES[engine_kind(settings)]
+
+
+def missing(kind: str, capability: Capability, who: str) -> CapabilityError:
+    """The error for an engine of ``kind`` that lacks ``capability``, which ``who`` needs."""
+    return CapabilityError(
+        f"engine backend '{kind}' lacks {capability.value} ({capability.description}), which {who} needs"
+    )
+
+
+def require(kind: str, have: frozenset[Capability], needed: Iterable[Capability | str], who: str) -> None:
+    """Raise `CapabilityError` for the first of ``needed`` (in `Capability` order) outside ``have``.
+
+    Names are checked: one that is no `Capability` (a typo in a method's declaration) raises ValueError.
+    """
+    wanted = {Capability(c) for c in needed}
+    for capability in Capability:
+        if capability in wanted and capability not in have:
+            raise missing(kind, capability, who)
+
+
+def require_capabilities(settings: EngineSection, needed: Iterable[Capability | str], who: str) -> None:
+    """Raise `CapabilityError` unless the engine ``settings`` build has every capability in ``needed``.
+
+    ``who`` says who needs them, e.g. "method 'rain' (stage 'decode')". Nothing is loaded or imported.
+    """
+    require(engine_kind(settings), backend_capabilities(settings), needed, who)
+
+
+def prompt_needs(prompt: Prompt) -> Capability | None:
+    """The capability a prompt's kind needs; None for a text-only conversation, which every engine takes."""
+    if isinstance(prompt, TokenPrompt):
+        return Capability.TOKEN_PROMPTS
+    if isinstance(prompt, RawPrompt):
+        return Capability.RAW_PROMPTS
+    if any(isinstance(message, dict) and isinstance(message.get("content"), list) for message in prompt):
+        return Capability.MULTIMODAL
+    return None
+
+
+def check_call(
+    engine: Engine, call: str, prompts: Sequence[Prompt], continuations: Sequence[Continuation] = ()
+) -> None:
+    """Raise `CapabilityError` for the first prompt or continuation of a kind ``engine`` lacks, before
+    anything reaches its tokenizer or model."""
+    for i, prompt in enumerate(prompts):
+        needed = prompt_needs(prompt)
+        if needed is not None:
+            require(engine.kind, engine.capabilities, [needed], f"prompt {i} of a {call} call")
+    for i, continuation in enumerate(continuations):
+        if not isinstance(continuation, str):
+            require(engine.kind, engine.capabilities, [Capability.TOKEN_PROMPTS], f"continuation {i} of a {call} call")
