@@ -8,7 +8,7 @@ answers are cut to ``--answer-chars`` characters to keep the run short.
 
 Methods, timed in one process on the same judge requests:
 
-- ``logprob``: `sao.stages.judge.run_judge` in mode ``logprob``: one scoring pass per request,
+- ``logprob``: `sao.judge.verdict.run_judge` in mode ``logprob``: one scoring pass per request,
   the continuations ending in "1" and "2" sharing it (`sao.engine.scoring`);
 - ``logprob_unshared``: the same two continuations scored in separate calls, i.e. two passes
   per request, as before the shared pass existed (the lever's own ratio);
@@ -40,8 +40,8 @@ from report import median_time, write_result  # noqa: E402
 from sao.engine.config import EngineSection  # noqa: E402
 from sao.engine.factory import build_engine  # noqa: E402
 from sao.eval.formats import read_instructions, read_outputs  # noqa: E402
-from sao.stages.judge import JudgeRequest, run_judge  # noqa: E402
-from sao.synth.config import JudgeConfig  # noqa: E402
+from sao.judge.config import JudgeSection  # noqa: E402
+from sao.judge.verdict import JudgeRequest, run_judge  # noqa: E402
 from sao.synth.ranking import RANKING_PREFIX, build_judge_prompt  # noqa: E402
 
 
@@ -82,7 +82,7 @@ def main() -> None:
     info = machine_record(args.threads)  # the matmul peaks the bound comes from, measured first
 
     requests = judge_requests(args.mt_bench, args.pairs, args.answer_chars)
-    max_new = JudgeConfig().max_new_tokens
+    max_new = JudgeSection().max_new_tokens
     backends = ["transformers"]
     try:
         import llama_cpp  # noqa: F401

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
 from sao.errors import ConfigError, InputError, SaoError
-from sao.eval.config import EvalConfig, JudgeEvalConfig, PairJudgeSection
+from sao.eval.config import EvalConfig, JudgeEvalConfig
 from sao.eval.formats import read_instructions, read_outputs
 from sao.eval.judge_eval import (
     agreement_score,
@@ -22,6 +23,7 @@ from sao.eval.metrics import length_controlled_win_rate
 from sao.eval.pairwise import PairItem, run_pairwise
 from sao.eval.run import default_name, run_eval, run_iterations, with_run_iterations
 from sao.eval.summary import summarise
+from sao.judge.config import JudgeSection
 from sao.recipe import validate
 from sao.synth.ranking import build_judge_prompt, debiased_probability, first_wins_probability
 
@@ -87,9 +89,9 @@ def test_summary_refuses_when_nothing_was_judged():
 
 def test_pairwise_judges_both_orders_and_resumes(tiny_engine, tmp_path):
     items = [PairItem("q1", "Name a colour.", "red", "a long answer about blue"), PairItem("q2", "Hi", "x", "y")]
-    judge = PairJudgeSection(model="tiny")
+    judge = JudgeSection(model="tiny")
     store, result = run_pairwise(tiny_engine, items, judge, tmp_path, progress=False)
-    rows = store.rows("judgements")
+    rows = store.rows("verdicts")
     assert [r["id"] for r in rows] == ["q1", "q2"] and result.written == 2
     for row, item in zip(rows, items):
         for key, texts in (("p_slot1_a_first", [item.a, item.b]), ("p_slot1_b_first", [item.b, item.a])):
@@ -99,10 +101,48 @@ def test_pairwise_judges_both_orders_and_resumes(tiny_engine, tmp_path):
         assert row["preference"] == pytest.approx(debiased_probability(row["p_slot1_a_first"], row["p_slot1_b_first"]))
         assert (row["len_a"], row["len_b"]) == (len(item.a), len(item.b))
     again, second = run_pairwise(tiny_engine, items, judge, tmp_path, progress=False)
-    assert second.written == 0 and again.rows("judgements") == rows
+    assert second.written == 0 and again.rows("verdicts") == rows
     changed = [items[0], PairItem("q2", "Hi", "x", "z")]
     with pytest.raises(SaoError, match="different config"):
         run_pairwise(tiny_engine, changed, judge, tmp_path, progress=False)
+
+
+class CountingEngine:
+    """The tiny model, counting the conversations it scores: a verdict judged again shows up here."""
+
+    def __init__(self, engine):
+        self.engine, self.scored = engine, 0
+
+    def score(self, conversations, continuations):
+        self.scored += len(conversations)
+        return self.engine.score(conversations, continuations)
+
+    def generate(self, conversations, sampling):
+        raise AssertionError("a logprob judge that can score generates nothing")
+
+
+def test_an_eval_judge_directory_from_before_the_rename_resumes_without_rejudging(tiny_engine, tmp_path, caplog):
+    # Issue 15: eval's stage was 'judgements', like synthesis's; it is 'verdicts' now, and old directories resume.
+    items = [PairItem("q1", "Name a colour.", "red", "blue"), PairItem("q2", "Hi", "x", "y")]
+    judge = JudgeSection(model="tiny")
+    store, _ = run_pairwise(tiny_engine, items, judge, tmp_path, progress=False)
+    rows = store.rows("verdicts")
+    # The directory a killed run of the old code left: q1 judged, under the old stage name.
+    (tmp_path / "judgements.jsonl").write_text((tmp_path / "verdicts.jsonl").read_text().splitlines()[0] + "\n")
+    (tmp_path / "verdicts.jsonl").unlink()
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["stages"] = {"judgements": {**manifest["stages"]["verdicts"], "status": "running", "rows": 1}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+
+    counting = CountingEngine(tiny_engine)
+    with caplog.at_level(logging.INFO, logger="sao.eval.pairwise"):
+        again, result = run_pairwise(counting, items, judge, tmp_path, progress=False)
+    assert (result.skipped, result.written) == (1, 1)
+    assert counting.scored == 2 * 2  # q2 only: two orders, two continuations each; q1 was not judged again
+    assert again.rows("verdicts") == rows and not (tmp_path / "judgements.jsonl").exists()
+    stages = json.loads((tmp_path / "manifest.json").read_text())["stages"]
+    assert list(stages) == ["verdicts"] and stages["verdicts"]["status"] == "done"
+    assert any("renamed stage 'judgements' to 'verdicts'" in m for m in caplog.messages)
 
 
 def write_answers(path: Path, answers: dict[str, str], generator: str) -> Path:
@@ -197,7 +237,7 @@ def test_lc_win_rate_of_run_eval_uses_the_instruction_files_difficulty(tiny_mode
         instructions=str(instructions), candidates=[str(a)], baseline=str(b), judge={"model": str(tiny_model_dir)}
     )
     (c,) = run_eval(config, tmp_path / "eval", progress=False).comparisons
-    verdicts = [json.loads(line) for line in (tmp_path / "eval" / "a" / "judge" / "judgements.jsonl").open()]
+    verdicts = [json.loads(line) for line in (tmp_path / "eval" / "a" / "judge" / "verdicts.jsonl").open()]
     expected = length_controlled_win_rate(
         [v["preference"] for v in verdicts],
         [v["len_a"] for v in verdicts],
@@ -318,7 +358,7 @@ def test_mt_bench_gpt4_against_alpaca13b_judged_by_the_default_model(tmp_path):
     result = run_eval(config, tmp_path, progress=False)
     (c,) = result.comparisons
     assert (c.name, c.baseline, c.pairs, c.dropped) == ("gpt-4", "alpaca-13b", 6, {})
-    rows = [json.loads(line) for line in (tmp_path / "gpt-4" / "judge" / "judgements.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "gpt-4" / "judge" / "verdicts.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == ["81", "82", "83", "84", "85", "86"]
     assert all(0 < r["p_slot1_a_first"] < 1 and 0 < r["p_slot1_b_first"] < 1 for r in rows)
     assert c.win_rate.value == pytest.approx(100 * sum(r["preference"] for r in rows) / 6)
@@ -347,7 +387,7 @@ def test_eval_answers_and_judges_both_mt_bench_turns(tiny_model_dir, tmp_path):
         assert roles == ["user", "assistant", "user"]
         assert row["messages"][1]["content"] == side.outputs[row["id"]].text
         assert side.outputs[row["id"]].later == (row["samples"][0]["text"],)
-    verdicts = [json.loads(line) for line in (tmp_path / "tiny" / "judge" / "judgements.jsonl").open()]
+    verdicts = [json.loads(line) for line in (tmp_path / "tiny" / "judge" / "verdicts.jsonl").open()]
     baseline = read_outputs(MT_BENCH / "model_answer" / "alpaca-13b.jsonl")
     assert [v["len_b"] for v in verdicts] == [
         len(f"[Turn 1] {baseline[q].text}\n\n[Turn 2] {baseline[q].later[0]}") for q in ("81", "82")

@@ -1,12 +1,17 @@
-"""The judge stage's wiring on the tiny random model: requests, both modes, and decisions."""
+"""The judge stage's wiring on the tiny random model: requests, both modes, decisions, and the judge it runs."""
 
 import logging
 
 import pytest
 
 from sao.engine import Completion, Sample
-from sao.errors import LogprobsUnavailable
-from sao.stages.judge import judge_requests, judge_stats, make_rows, run_judge
+from sao.engine.config import EngineSection
+from sao.engine.factory import engine_model_info
+from sao.errors import ConfigError, LogprobsUnavailable
+from sao.judge.build import build_judge
+from sao.judge.verdict import run_judge
+from sao.recipe import validate
+from sao.stages.judge import judge_requests, judge_stats, make_rows
 from sao.synth.config import SynthConfig
 from sao.synth.ranking import first_wins_probability
 
@@ -83,7 +88,7 @@ def test_logprob_judge_falls_back_to_generated_rankings_when_the_engine_cannot_s
     assert config.judge.mode == "logprob" and config.judge.order == "swap"
     engine = NoLogprobsEngine()
     chunks = [[response_row("a", ["aardvark", "zebu"])], [response_row("b", ["zebu", "aardvark"])]]
-    with caplog.at_level(logging.WARNING, logger="sao.stages.judge"):
+    with caplog.at_level(logging.WARNING, logger="sao.judge.verdict"):
         rows = [row for chunk in chunks for row in make_rows(engine, config, chunk)]
     assert engine.generated == 4  # both orders of both rows, judged by generated rankings
     assert all(j.fallback and j.output and j.p_first in (0.0, 1.0) for r in rows for j in r.judgements)
@@ -97,3 +102,65 @@ def test_judge_stats_count_no_fallbacks_when_the_engine_scores(tiny_engine):
     rows = make_rows(tiny_engine, SynthConfig(), [response_row("a", ["red", "blue"])])
     assert not any(j.fallback for j in rows[0].judgements)
     assert judge_stats([r.model_dump() for r in rows])["logprob_fallbacks"] == 0
+
+
+# --- the judge as a component (issue 15) ---------------------------------------------------------------------
+
+
+def test_a_self_judge_is_the_policys_own_engine(tiny_engine):
+    settings = EngineSection()
+    judge = build_judge(
+        SynthConfig().judge,
+        policy_engine=tiny_engine,
+        policy_model="tiny",
+        engine_settings=settings,
+        trust_remote_code=False,
+        progress=False,
+    )
+    assert judge.engine is tiny_engine and judge.is_self
+    assert (judge.spec, judge.settings, judge.label, judge.identity()) == ("tiny", settings, "self", {"model": "self"})
+    judge.release()  # the policy's engine is its owner's to release
+    assert tiny_engine.score([[{"role": "user", "content": "Hi"}]], ["Hello"])[0].logprobs
+    with pytest.raises(ConfigError, match="judge.model: 'self' needs a model"):
+        build_judge(
+            SynthConfig().judge,
+            policy_engine=None,
+            policy_model=None,
+            engine_settings=settings,
+            trust_remote_code=False,
+            progress=False,
+        )
+
+
+def test_a_named_judge_runs_on_its_own_engine_and_is_identified_once(tiny_model_dir, tiny_engine, monkeypatch):
+    from sao.judge import build
+
+    calls = []
+    monkeypatch.setattr(build, "engine_model_info", lambda m, s: calls.append(m) or engine_model_info(m, s))
+    own = EngineSection(dtype="float32", batch_size=4)
+    section = SynthConfig(judge={"model": str(tiny_model_dir), "engine": own.model_dump()}).judge
+    judge = build_judge(
+        section,
+        policy_engine=tiny_engine,
+        policy_model="the-policy",
+        engine_settings=EngineSection(),
+        trust_remote_code=False,
+        progress=False,
+    )
+    assert judge.engine is not tiny_engine and not judge.is_self
+    assert (judge.spec, judge.settings, judge.label) == (str(tiny_model_dir), own, str(tiny_model_dir))
+    assert judge.engine._engine is None  # nothing loads until the judge judges (a resumed run may not need it)
+    assert judge.identity() == judge.identity() == engine_model_info(str(tiny_model_dir), own)
+    assert judge.identity()["fingerprint"].startswith("sha256:") and calls == [str(tiny_model_dir)]
+    # It judges as the same model on the policy's engine does: the verdict is the model's, not the wrapper's.
+    requests = judge_requests([response_row("a", ["red", "blue"])], section)
+    ours = run_judge(judge.engine, requests, section.mode, section.max_new_tokens)
+    theirs = run_judge(tiny_engine, requests, section.mode, section.max_new_tokens)
+    assert [j.p_first for j in ours] == pytest.approx([j.p_first for j in theirs], abs=1e-5)
+    judge.release()
+    assert judge.engine._engine is None
+
+
+def test_a_self_judge_has_no_engine_of_its_own():
+    with pytest.raises(ConfigError, match=r"^judge: engine: a 'self' judge runs on the answering model's engine"):
+        validate(SynthConfig, {"judge": {"engine": {"backend": "vllm"}}})

@@ -3,8 +3,9 @@
 import pytest
 
 from sao.errors import ConfigError
+from sao.judge.verdict import Judgement
 from sao.recipe import apply_overrides, validate
-from sao.stages.judge import Judgement, decide
+from sao.stages.judge import decide
 from sao.stages.responses import ResponseSample, usable_samples
 from sao.synth.config import SynthConfig
 from sao.synth.extract import extract_after_marker
@@ -126,6 +127,30 @@ def test_decide_round_robin_for_k_3():
     row = decide("z", [0, 1, 2], judged({(0, 1): 0.2, (0, 2): 0.1, (1, 2): 0.3}), cfg)
     assert (row.chosen, row.rejected) == (2, 0)
     assert row.p_chosen == pytest.approx(0.9)
+
+
+def test_a_self_judge_records_its_settings_as_before_the_judge_could_be_another_model():
+    # Pairs rows carry these (generation.judge) and the synth manifest hashes them: SAO's files must not change.
+    judge = SynthConfig().judge
+    assert judge.model_dump(exclude={"template"}) == {
+        "mode": "logprob",
+        "order": "swap",
+        "swap_rule": "average",
+        "margin": 0.01,
+        "max_new_tokens": 16,
+    }
+    assert list(judge.model_dump()) == ["mode", "order", "swap_rule", "margin", "template", "max_new_tokens"]
+    named = SynthConfig(judge={"model": "org/judge", "mode": "generate"}).judge
+    assert named.model_dump(exclude={"template"}) == {
+        "mode": "generate",
+        "order": "swap",
+        "swap_rule": "average",
+        "margin": 0.01,
+        "max_new_tokens": 16,
+        "model": "org/judge",
+        "engine": None,
+    }
+    assert validate(SynthConfig, SynthConfig(judge=named.model_dump()).model_dump()).judge == named
 
 
 def test_recipe_errors_name_the_field():

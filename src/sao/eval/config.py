@@ -8,9 +8,8 @@ from pydantic import Field, field_validator, model_validator
 
 from sao.embedded_models import DEFAULT_MODEL
 from sao.engine.config import EngineSection
+from sao.judge.config import SELF, JudgeSection
 from sao.recipe import Section
-from sao.synth.config import require_fields
-from sao.synth.ranking import JUDGE_TEMPLATE
 
 
 class DecodingSection(Section):
@@ -23,41 +22,15 @@ class DecodingSection(Section):
     system: str | None = Field(None, description="System message put before every instruction.")
 
 
-class PairJudgeSection(Section):
-    """The pairwise judge: every pair is judged in both orders, and the two verdicts are averaged."""
+class NamedJudgeSection(JudgeSection):
+    """The shared judge section with a named model: judge-eval has no candidate to judge itself."""
 
-    model: str = Field(
-        "self",
-        description="A model alias, local directory or HF hub id that judges every comparison, or 'self': each "
-        "candidate judges its own comparison, as in SAO (then each win rate has a different judge, with its "
-        "self-preference, and they do not compare). `sao eval --run` or a run recipe: default the starting model.",
-    )
-    mode: Literal["logprob", "generate"] = Field(
-        "logprob",
-        description="'logprob': P('1') vs P('2') after 'ranking: ' (a soft verdict); 'generate': decode the "
-        "ranking greedily and parse it (a hard verdict; unparsable answers are counted and dropped).",
-    )
-    template: str = Field(JUDGE_TEMPLATE, description="Judge request; {prompt} and {responses} are filled in.")
-    max_new_tokens: int = Field(16, ge=4, description="Token budget of a generated ranking (mode 'generate').")
-    engine: EngineSection | None = Field(
-        None,
-        description="Engine of a named judge, e.g. backend 'openai' for a judge behind an OpenAI-compatible "
-        "endpoint (model = the served model's name); default: the top-level engine section.",
-    )
-
-    @field_validator("template")
-    @classmethod
-    def _template(cls, v: str) -> str:
-        return require_fields(v, "prompt", "responses")
-
-
-class NamedJudgeSection(PairJudgeSection):
     model: str = Field(DEFAULT_MODEL, description="The judge under test: a model alias, local directory or HF hub id.")
 
     @field_validator("model")
     @classmethod
     def _named(cls, v: str) -> str:
-        if v == "self":
+        if v == SELF:
             raise ValueError("judge-eval has no candidate to be 'self'; name the judge model")
         return v
 
@@ -86,7 +59,7 @@ class EvalConfig(Section):
     limit: int | None = Field(None, ge=1, description="Use only the first N instructions (a quick look).")
     trust_remote_code: bool = Field(False, description="Allow model repos to run their own Python code.")
     decoding: DecodingSection = Field(default_factory=DecodingSection)
-    judge: PairJudgeSection = Field(default_factory=PairJudgeSection)
+    judge: JudgeSection = Field(default_factory=JudgeSection)
     engine: EngineSection = Field(default_factory=EngineSection)
     n_boot: int = Field(200, ge=2, description="Bootstrap resamples for the LC win rate's standard error.")
 

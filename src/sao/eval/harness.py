@@ -294,8 +294,6 @@ def _dataset_message(requested: str, task: Task, exc: BaseException, *, hub_unre
     )
 
 
-
-
 @contextlib.contextmanager
 def _offline_if_hub_unreachable() -> Iterator[bool]:
     """Switch datasets and huggingface_hub to offline mode while the harness runs if the hub cannot be reached.

@@ -13,13 +13,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sao.engine.factory import engine_model_info
-from sao.engine.lazy import lazy_engine
 from sao.errors import InputError, SaoError
+from sao.eval import pairwise
 from sao.eval.config import JudgeEvalConfig
 from sao.eval.metrics import prefer_longer
 from sao.eval.pairwise import PairItem, run_pairwise, verdict_stats
 from sao.jsonl import read_jsonl
+from sao.judge.build import build_judge
 from sao.stage import kept
 
 LABELS = ("a", "b", "tie")
@@ -158,24 +158,26 @@ def result_markdown(result: JudgeEvalResult, judge_name: str) -> str:
 def run_judge_eval(config: JudgeEvalConfig, out_dir: str | Path, *, force: bool = False, progress: bool = True):
     """Judge the labelled pairs (resumably) and write summary.json and report.md; returns the result."""
     out_dir = Path(out_dir)
-    settings = config.judge.engine or config.engine
     pairs = read_labelled_pairs(config.pairs)[: config.limit]
-    engine = lazy_engine(
-        config.judge.model,
-        settings,
+    judge = build_judge(
+        config.judge,
+        policy_engine=None,  # the judge is always named: there is no candidate to judge itself
+        policy_model=None,
+        engine_settings=config.engine,
         trust_remote_code=config.trust_remote_code,
         progress=progress,
     )
     store, _ = run_pairwise(
-        engine,
+        judge.engine,
         [p.item for p in pairs],
         config.judge,
         out_dir,
-        model_info=engine_model_info(config.judge.model, settings),
+        model_info=judge.identity(),
         force=force,
         progress=progress,
     )
-    result = evaluate_verdicts(store.rows("judgements"), {p.item.id: p.label for p in pairs})
+    judge.release()
+    result = evaluate_verdicts(store.rows(pairwise.STAGE), {p.item.id: p.label for p in pairs})
     (out_dir / "summary.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    (out_dir / "report.md").write_text(result_markdown(result, config.judge.model) + "\n")
+    (out_dir / "report.md").write_text(result_markdown(result, judge.label) + "\n")
     return result

@@ -1,28 +1,34 @@
 """Pairwise judging of two answers to the same prompt, in both orders, as a resumable stage.
 
 Used by ``sao eval`` (candidate A against baseline B) and ``sao judge-eval`` (response_a against
-response_b of a labelled pair). The judge prompt and the verdict maths are the synthesis judge's
-(`sao.synth.ranking`), so a judge validated with judge-eval is the judge that SAO trains on.
+response_b of a labelled pair). The judge prompt and the verdicts are the synthesis judge's
+(`sao.judge.verdict`, `sao.synth.ranking`), so a judge validated with judge-eval is the judge that
+SAO trains on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 from sao.engine import Engine
-from sao.eval.config import PairJudgeSection
 from sao.eval.metrics import position_consistency
+from sao.judge.config import JudgeSection
+from sao.judge.verdict import JudgeRequest, run_judge
 from sao.stage import StageResult, drop_stats, kept, run_stage
-from sao.stages.judge import JudgeRequest, run_judge
 from sao.store import RunStore
 from sao.synth.ranking import build_judge_prompt, debiased_probability
 
-STAGE = "judgements"
+log = logging.getLogger(__name__)
+
+STAGE = "verdicts"
+# The stage's name before issue 15, the synthesis judge stage's too; directories written then resume under STAGE.
+OLD_STAGE = "judgements"
 A, B = 0, 1  # slot indices of JudgeRequest.first / .second
 
 
@@ -57,7 +63,7 @@ def items_digest(items: list[PairItem]) -> str:
     return "sha256:" + h.hexdigest()[:16]
 
 
-def judge_chunk(engine: Engine, items: list[PairItem], judge: PairJudgeSection) -> list[PairVerdict]:
+def judge_chunk(engine: Engine, items: list[PairItem], judge: JudgeSection) -> list[PairVerdict]:
     """Both orders of every item, judged in one engine call, averaged into P(A better)."""
     requests = []
     for r, item in enumerate(items):
@@ -106,7 +112,7 @@ def verdict_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def run_pairwise(
     engine: Engine,
     items: list[PairItem],
-    judge: PairJudgeSection,
+    judge: JudgeSection,
     out_dir: Any,
     *,
     model_info: dict[str, Any] | None = None,
@@ -114,9 +120,13 @@ def run_pairwise(
     force: bool = False,
     progress: bool = True,
 ) -> tuple[RunStore, StageResult]:
-    """Judge (or resume judging) ``items`` into ``out_dir``; rows follow the items' ids."""
+    """Judge (or resume judging) ``items`` into ``out_dir``/verdicts.jsonl with ``engine``, the judge's;
+    rows follow the items' ids. ``model_info`` is the judge's, for the manifest."""
     config = {"judge": judge.model_dump(), "items": len(items), "items_digest": items_digest(items)}
     store = RunStore.open(out_dir, config, model_info, force=force)
+    if store.stage_path(OLD_STAGE).exists():
+        store.rename_stage(OLD_STAGE, STAGE)
+        log.info("%s: renamed stage '%s' to '%s', its name since issue 15; resuming it", out_dir, OLD_STAGE, STAGE)
     result = run_stage(
         store,
         STAGE,

@@ -7,7 +7,7 @@ Layout of an eval directory::
     baseline/model_outputs.json    B's answers in AlpacaEval format (alpaca_eval --reference_outputs)
     baseline/model_answer/B.jsonl  and as a FastChat MT-Bench answer file
     <A>/answers/turn-K/            each candidate's answers to turn K, when it is a model
-    <A>/judge/judgements.jsonl     both-order verdicts per instruction (resumable)
+    <A>/judge/verdicts.jsonl       both-order verdicts per instruction (resumable)
     <A>/model_outputs.json, <A>/model_answer/<A>.jsonl
     summary.json, report.md        win rate, LC win rate, position consistency per candidate
     win_rates.png, lengths.png     per-candidate win rates (two or more), answer length distributions
@@ -30,6 +30,7 @@ from sao.embedded_models import EMBEDDED_MODELS
 from sao.engine.factory import engine_model_info
 from sao.engine.lazy import LazyEngine, lazy_engine
 from sao.errors import ConfigError, InputError
+from sao.eval import pairwise
 from sao.eval.config import EvalConfig
 from sao.eval.formats import (
     Answers,
@@ -43,6 +44,8 @@ from sao.eval.formats import (
 from sao.eval.pairwise import PairItem, run_pairwise
 from sao.eval.report import write_eval_report
 from sao.eval.summary import Comparison, summarise
+from sao.judge.build import Judge, build_judge
+from sao.judge.config import SELF
 from sao.stages.generate import ChatPrompt, GenerateConfig, run_generate
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,19 @@ class EvalResult:
     baseline: Answers
     candidates: list[Answers]
     report: Path
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side's answers, and for a model the engine and model info that made them (None for a file)."""
+
+    answers: Answers
+    engine: LazyEngine | None = None
+    model_info: dict[str, Any] | None = None
+
+    def release(self) -> None:
+        if self.engine:
+            self.engine.release()
 
 
 def is_answer_file(spec: str) -> bool:
@@ -118,15 +134,23 @@ def read_answers(spec: str, name: str, instructions: list[Instruction]) -> Answe
 
 
 def generate_answers(
-    engine: LazyEngine, spec: str, name: str, instructions: list[Instruction], config: EvalConfig, out_dir: Path, **kw
+    engine: LazyEngine,
+    spec: str,
+    name: str,
+    instructions: list[Instruction],
+    config: EvalConfig,
+    out_dir: Path,
+    *,
+    model_info: dict[str, Any],
+    **kw,
 ) -> Answers:
     """A model's answers to ``instructions``, turn by turn, each turn a resumable generate stage in
-    ``out_dir``/turn-K: turn K's prompt holds the user's turns and the model's own answers before it."""
+    ``out_dir``/turn-K: turn K's prompt holds the user's turns and the model's own answers before it.
+    ``model_info`` (`engine_model_info` of ``spec``) goes into each turn's manifest."""
     d = config.decoding
     settings = GenerateConfig(
         model=spec, n=1, temperature=d.temperature, top_p=d.top_p, max_new_tokens=d.max_new_tokens, seed=d.seed
     )
-    info = engine_model_info(spec, config.engine)
     turns = {i.id: user_turns(i) for i in instructions}
     answers: dict[str, list[dict[str, Any]]] = {i.id: [] for i in instructions}
     for k in range(1, max(len(t) for t in turns.values()) + 1):
@@ -135,7 +159,7 @@ def generate_answers(
             for i in instructions
             if len(turns[i.id]) >= k
         ]
-        store, _ = run_generate(engine, settings, prompts, out_dir / f"turn-{k}", model_info=info, **kw)
+        store, _ = run_generate(engine, settings, prompts, out_dir / f"turn-{k}", model_info=model_info, **kw)
         rows = {row["id"]: row for row in store.rows("generations")}
         for p in prompts:
             answers[p.id].append(rows[p.id]["samples"][0])
@@ -172,7 +196,7 @@ def _names(config: EvalConfig) -> tuple[str, list[str]]:
 
 def _check_judge(config: EvalConfig) -> None:
     """Fail before any work when the judge cannot be loaded for every comparison."""
-    if config.judge.model != "self":
+    if config.judge.model != SELF:
         return
     files = [spec for spec in config.candidates if is_answer_file(spec)]
     if files:
@@ -183,80 +207,112 @@ def _check_judge(config: EvalConfig) -> None:
 
 def run_eval(config: EvalConfig, out_dir: str | Path, *, force: bool = False, progress: bool = True) -> EvalResult:
     """Generate what is missing, judge every candidate against the baseline, and write exports and the report."""
-
     out_dir = Path(out_dir)
     _check_judge(config)
     baseline_name, names = _names(config)
-    instructions = read_instructions(config.instructions, turns=config.turns)[: config.limit]
-    for instruction in instructions:
-        user_turns(instruction)  # bad items fail here, before any model is loaded
+    instructions = load_instructions(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "eval.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
+    run = {"force": force, "progress": progress}
 
-    def answers(spec: str, name: str, root: Path) -> tuple[Answers, LazyEngine | None]:
-        if is_answer_file(spec):
-            return read_answers(spec, name, instructions), None
-        engine = lazy_engine(spec, config.engine, trust_remote_code=config.trust_remote_code, progress=progress)
-        side = generate_answers(
-            engine, spec, name, instructions, config, root / "answers", force=force, progress=progress
-        )
-        return side, engine
-
-    baseline, engine = answers(config.baseline, baseline_name, out_dir / "baseline")
-    if engine:
-        engine.release()
-    _export(baseline, instructions, out_dir / "baseline")
-    shared_judge = None
-    if config.judge.model != "self":
-        shared_judge = lazy_engine(
-            config.judge.model,
-            config.judge.engine or config.engine,
-            trust_remote_code=config.trust_remote_code,
-            progress=progress,
-        )
-    # AlpacaEval's instruction_difficulty where the instruction file has it; summarise uses it only when every
-    # judged instruction has one. sao estimates none itself: see docs/evaluation.md.
-    difficulty = {i.id: i.difficulty for i in instructions}
+    baseline = answer_side(config.baseline, baseline_name, instructions, config, out_dir / "baseline", **run)
+    baseline.release()
+    _export(baseline.answers, instructions, out_dir / "baseline")
+    # A named judge is built once and scores every candidate; a 'self' judge is each candidate's own engine.
+    shared = None if config.judge.model == SELF else eval_judge(config, None, progress=progress)
     comparisons, candidates = [], []
     for spec, name in zip(config.candidates, names):
         root = out_dir / slug(name)
-        side, engine = answers(spec, name, root)
-        if shared_judge:
-            if engine:
-                engine.release()  # the candidate's answers are written; only the judge is needed now
-            judge, judge_spec, judge_settings = shared_judge, config.judge.model, config.judge.engine or config.engine
-            judged_by = config.judge.model
-        else:
-            judge, judge_spec, judge_settings = engine, spec, config.engine
-            judged_by = f"{name} (self)"
-        items = [judged_pair(i, side.outputs[i.id], baseline.outputs[i.id]) for i in instructions]
-        log.info("judging %s against %s with %s (%d pairs, both orders)", name, baseline_name, judged_by, len(items))
-        store, _ = run_pairwise(
-            judge,
-            items,
-            config.judge,
-            root / "judge",
-            model_info=engine_model_info(judge_spec, judge_settings),
-            force=force,
-            progress=progress,
-        )
-        if engine:
-            engine.release()
-        comparisons.append(
-            summarise(
-                store.rows("judgements"),
-                name,
-                baseline_name,
-                truncated_a=side.truncated,
-                n_boot=config.n_boot,
-                difficulty=difficulty,
-                judge=judged_by,
-            )
-        )
-        _export(side, instructions, root)
-        candidates.append(side)
-    report = write_eval_report(out_dir, comparisons, baseline, candidates)
-    return EvalResult(comparisons, baseline, candidates, report)
+        side = answer_side(spec, name, instructions, config, root, **run)
+        comparisons.append(judge_candidate(side, baseline.answers, instructions, config, shared, root, **run))
+        _export(side.answers, instructions, root)
+        candidates.append(side.answers)
+    if shared:
+        shared.release()
+    report = write_eval_report(out_dir, comparisons, baseline.answers, candidates)
+    return EvalResult(comparisons, baseline.answers, candidates, report)
+
+
+def load_instructions(config: EvalConfig) -> list[Instruction]:
+    """The instructions to answer (the first ``limit``); bad items fail here, before any model is loaded."""
+    instructions = read_instructions(config.instructions, turns=config.turns)[: config.limit]
+    for instruction in instructions:
+        user_turns(instruction)
+    return instructions
+
+
+def answer_side(
+    spec: str,
+    name: str,
+    instructions: list[Instruction],
+    config: EvalConfig,
+    root: Path,
+    *,
+    force: bool,
+    progress: bool,
+) -> Side:
+    """A side's answers: read from an answer file, or generated (resumably) under ``root``/answers by the model
+    ``spec``, whose engine stays loaded for a 'self' judge."""
+    if is_answer_file(spec):
+        return Side(read_answers(spec, name, instructions))
+    engine = lazy_engine(spec, config.engine, trust_remote_code=config.trust_remote_code, progress=progress)
+    info = engine_model_info(spec, config.engine)
+    answers = generate_answers(
+        engine, spec, name, instructions, config, root / "answers", model_info=info, force=force, progress=progress
+    )
+    return Side(answers, engine, info)
+
+
+def eval_judge(config: EvalConfig, side: Side | None, *, progress: bool) -> Judge:
+    """The judge ``config`` names (``side`` None), or for 'self' the candidate ``side``'s own engine."""
+    return build_judge(
+        config.judge,
+        policy_engine=side.engine if side else None,
+        policy_model=side.answers.spec if side else None,
+        engine_settings=config.engine,
+        trust_remote_code=config.trust_remote_code,
+        progress=progress,
+    )
+
+
+def judge_candidate(
+    side: Side,
+    baseline: Answers,
+    instructions: list[Instruction],
+    config: EvalConfig,
+    shared: Judge | None,
+    root: Path,
+    *,
+    force: bool,
+    progress: bool,
+) -> Comparison:
+    """``side`` against ``baseline``, every pair judged in both orders (resumably) under ``root``/judge, by the
+    ``shared`` judge or, with none, by the candidate itself; the candidate's engine is released after."""
+    name = side.answers.name
+    if shared:
+        side.release()  # the candidate's answers are written; only the judge is needed now
+        judge, judge_info, judged_by = shared, shared.identity(), shared.label
+    else:
+        judge = eval_judge(config, side, progress=progress)
+        # The judge is the candidate: its manifest records the model info hashed when it answered.
+        judge_info, judged_by = side.model_info, f"{name} ({judge.label})"
+    items = [judged_pair(i, side.answers.outputs[i.id], baseline.outputs[i.id]) for i in instructions]
+    log.info("judging %s against %s with %s (%d pairs, both orders)", name, baseline.name, judged_by, len(items))
+    store, _ = run_pairwise(
+        judge.engine, items, config.judge, root / "judge", model_info=judge_info, force=force, progress=progress
+    )
+    side.release()
+    # AlpacaEval's instruction_difficulty where the instruction file has it; summarise uses it only when every
+    # judged instruction has one. sao estimates none itself: see docs/evaluation.md.
+    return summarise(
+        store.rows(pairwise.STAGE),
+        name,
+        baseline.name,
+        truncated_a=side.answers.truncated,
+        n_boot=config.n_boot,
+        difficulty={i.id: i.difficulty for i in instructions},
+        judge=judged_by,
+    )
 
 
 def _export(side: Answers, instructions: list[Instruction], root: Path) -> None:

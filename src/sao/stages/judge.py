@@ -1,41 +1,32 @@
-"""Stage 4: the model ranks its own responses (SAO's self-judgement), with optional position debiasing."""
+"""Stage 4: the judge ranks each prompt's responses (by default the policy itself: SAO's self-judgement),
+with optional position debiasing, and SAO's pair filter decides what is kept.
+
+The verdicts are `sao.judge.verdict`'s; this stage builds the round-robin requests, combines the two
+orders of each pair and picks chosen and rejected.
+"""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
-from sao.engine import Engine, SamplingParams
-from sao.errors import LogprobsUnavailable
+from sao.engine import Engine
+from sao.judge.config import SynthJudgeSection
+from sao.judge.verdict import Judgement, JudgeRequest, run_judge
 from sao.stage import StageResult, drop_stats, kept, run_stage
 from sao.store import RunStore
-from sao.synth.config import JudgeConfig, SynthConfig
+from sao.synth.config import SynthConfig
 from sao.synth.ranking import (
-    RANKING_PREFIX,
     best_and_worst,
     build_judge_prompt,
     debiased_probability,
-    first_wins_probability,
     orders_agree,
-    parse_ranking,
     round_robin,
     verdict_drop_reason,
 )
 
-log = logging.getLogger(__name__)
-
 STAGE = "judgements"
-
-
-class Judgement(BaseModel):
-    first: int  # sample index shown as Response 1
-    second: int  # sample index shown as Response 2
-    p_first: float | None  # P(Response 1 ranked first); None when a generated ranking did not parse
-    output: str | None = None  # the generated ranking (mode 'generate', or a fallback)
-    fallback: bool = False  # mode 'logprob', but the engine could not score: judged by a generated ranking
 
 
 class PairComparison(BaseModel):
@@ -56,15 +47,7 @@ class JudgementRow(BaseModel):
     drop_reason: str | None = None
 
 
-@dataclass(frozen=True)
-class JudgeRequest:
-    row: int
-    first: int
-    second: int
-    conversation: list[dict[str, str]]
-
-
-def judge_requests(rows: list[dict[str, Any]], judge: JudgeConfig) -> list[JudgeRequest]:
+def judge_requests(rows: list[dict[str, Any]], judge: SynthJudgeSection) -> list[JudgeRequest]:
     """Round-robin over each row's usable samples, in one order or both."""
     requests = []
     for r, row in enumerate(rows):
@@ -76,61 +59,6 @@ def judge_requests(rows: list[dict[str, Any]], judge: JudgeConfig) -> list[Judge
                 text = build_judge_prompt(row["prompt"], [texts[first], texts[second]], judge.template)
                 requests.append(JudgeRequest(r, first, second, [{"role": "user", "content": text}]))
     return requests
-
-
-def run_judge(engine: Engine, requests: list[JudgeRequest], mode: str, max_new_tokens: int) -> list[Judgement]:
-    """One judgement per request, by log-probs of '1' vs '2' (``mode="logprob"``) or by a ranking generated
-    greedily within ``max_new_tokens`` and strictly parsed (``mode="generate"``).
-
-    An engine that cannot score (a server that returns no prompt log-probs) gets generated
-    rankings instead, marked ``fallback`` and counted in the stage stats.
-    """
-    if not requests:
-        return []
-    if mode == "logprob":
-        try:
-            return logprob_judgements(engine, requests)
-        except LogprobsUnavailable as exc:
-            warn_fallback(engine, exc)
-            fallen_back = generate_judgements(engine, requests, max_new_tokens)
-            return [j.model_copy(update={"fallback": True}) for j in fallen_back]
-    return generate_judgements(engine, requests, max_new_tokens)
-
-
-def logprob_judgements(engine: Engine, requests: list[JudgeRequest]) -> list[Judgement]:
-    convs = [q.conversation for q in requests]
-    # Both continuations share the prefix; only the digit differs, so the ratio of their
-    # probabilities is the judge's preference between the two answers it may give.
-    scored = engine.score(convs * 2, [f"{RANKING_PREFIX} 1"] * len(convs) + [f"{RANKING_PREFIX} 2"] * len(convs))
-    return [
-        Judgement(first=q.first, second=q.second, p_first=first_wins_probability(one.total, two.total))
-        for q, one, two in zip(requests, scored[: len(convs)], scored[len(convs) :])
-    ]
-
-
-def generate_judgements(engine: Engine, requests: list[JudgeRequest], max_new_tokens: int) -> list[Judgement]:
-    outputs = engine.generate(
-        [q.conversation for q in requests], SamplingParams(temperature=0, max_new_tokens=max_new_tokens)
-    )
-    judgements = []
-    for q, completion in zip(requests, outputs):
-        text = completion.samples[0].text
-        ranking = parse_ranking(text, 2)
-        p_first = None if ranking is None else float(ranking[0] == 1)
-        judgements.append(Judgement(first=q.first, second=q.second, p_first=p_first, output=text))
-    return judgements
-
-
-_warned_engines: set[str] = set()  # engine types whose fallback was logged: once per process, not per chunk
-
-
-def warn_fallback(engine: Engine, exc: LogprobsUnavailable) -> None:
-    kind = type(engine).__name__
-    if kind not in _warned_engines:
-        _warned_engines.add(kind)
-        log.warning(
-            "judge: %s; judging by generated rankings instead (mode 'generate'), counted as logprob_fallbacks", exc
-        )
 
 
 def compare(a: int, b: int, judgements: list[Judgement]) -> PairComparison:
@@ -149,7 +77,7 @@ def compare(a: int, b: int, judgements: list[Judgement]) -> PairComparison:
     )
 
 
-def decide(row_id: str, usable: list[int], judgements: list[Judgement], judge: JudgeConfig) -> JudgementRow:
+def decide(row_id: str, usable: list[int], judgements: list[Judgement], judge: SynthJudgeSection) -> JudgementRow:
     """Pick chosen and rejected: best and worst by round-robin wins, kept if the judge was decisive."""
     comparisons = [compare(usable[x], usable[y], judgements) for x, y in round_robin(len(usable))]
     p_better = {(usable.index(c.a), usable.index(c.b)): 0.5 if c.p_a is None else c.p_a for c in comparisons}
@@ -192,6 +120,11 @@ def judge_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def run_judgements(
     engine: Engine, config: SynthConfig, store: RunStore, *, chunk_size: int = 32, progress: bool = True
 ) -> StageResult:
+    """Judge every kept response row into ``judgements.jsonl`` (resumable), by ``config.judge``'s settings.
+
+    ``engine`` is whatever judges: the policy's own engine for a 'self' judge, else the engine of the
+    judge `sao.judge.build.build_judge` made from ``config.judge``.
+    """
     return run_stage(
         store,
         STAGE,

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, field_validator
 
+from sao.judge.config import SynthJudgeSection, require_fields
 from sao.recipe import Section
 from sao.synth.personas import PERSONA_TEMPLATE
 from sao.synth.prompts import NO_PERSONA_TEMPLATE, PROMPT_TEMPLATE
-from sao.synth.ranking import JUDGE_TEMPLATE
-
-
-def require_fields(template: str, *names: str) -> str:
-    missing = [n for n in names if "{" + n + "}" not in template]
-    if missing:
-        raise ValueError(f"the template must contain {', '.join('{' + n + '}' for n in missing)}")
-    return template
 
 
 class PersonaConfig(Section):
@@ -75,33 +66,6 @@ class ResponseConfig(Section):
     max_new_tokens: int = Field(256, ge=8, description="Token budget; responses cut off by it are not used.")
 
 
-class JudgeConfig(Section):
-    mode: Literal["logprob", "generate"] = Field(
-        "logprob",
-        description="'logprob': one forward pass, P('1') vs P('2') after 'ranking: '; "
-        "'generate': decode the ranking and parse it (the paper's way).",
-    )
-    order: Literal["swap", "single"] = Field("swap", description="'swap' judges both orders (position debiasing).")
-    swap_rule: Literal["average", "agree"] = Field(
-        "average",
-        description="'average': keep when the debiased probability clears the margin; "
-        "'agree': keep only when both orders prefer the same response.",
-    )
-    margin: float = Field(
-        0.01,
-        ge=0,
-        lt=0.5,
-        description="Keep a pair only when |p - 0.5| >= margin. SmolLM2-135M's debiased p rarely leaves 0.5 +- 0.03.",
-    )
-    template: str = Field(JUDGE_TEMPLATE, description="Judge request; {prompt} and {responses} are filled in.")
-    max_new_tokens: int = Field(16, ge=4, description="Token budget of a generated ranking (mode 'generate').")
-
-    @field_validator("template")
-    @classmethod
-    def _template(cls, v: str) -> str:
-        return require_fields(v, "prompt", "responses")
-
-
 class SynthConfig(Section):
     model: str = Field(
         "smollm2-135m",
@@ -112,4 +76,4 @@ class SynthConfig(Section):
     personas: PersonaConfig = Field(default_factory=PersonaConfig)
     prompts: PromptConfig = Field(default_factory=PromptConfig)
     responses: ResponseConfig = Field(default_factory=ResponseConfig)
-    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    judge: SynthJudgeSection = Field(default_factory=SynthJudgeSection)

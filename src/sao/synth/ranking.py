@@ -2,7 +2,8 @@
 
 The prompt follows arXiv 2510.06652 (SAO): an impartial judge ranks the responses by
 relevance and specificity, accuracy, completeness and clarity, and answers strictly
-``ranking: X > Y``.
+``ranking: X > Y``. The prompt, the parsing and the debiasing are every judge's (`sao.judge`,
+used by synthesis and eval alike); the pair selection is SAO's filter (`sao.stages.judge`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,96 @@
+"""The judge's recipe sections: who judges and how a verdict is read, shared by synthesis and eval,
+and synthesis's extension with SAO's pair filter. Field descriptions feed docs/recipes.md."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
+
+from sao.engine.config import EngineSection
+from sao.recipe import Section
+from sao.synth.ranking import JUDGE_TEMPLATE
+
+SELF = "self"
+
+
+def require_fields(template: str, *names: str) -> str:
+    """``template``, checked to contain every ``{name}``; raises ValueError naming the missing ones.
+
+    Shared by every recipe template (personas, prompts, the judge); it lives here because the synth
+    sections import this module, so it cannot import theirs.
+    """
+    missing = [n for n in names if "{" + n + "}" not in template]
+    if missing:
+        raise ValueError(f"the template must contain {', '.join('{' + n + '}' for n in missing)}")
+    return template
+
+
+class JudgeSection(Section):
+    """Who judges, and how one verdict is read. Every comparison is put to the judge as the same prompt."""
+
+    model: str = Field(
+        SELF,
+        description="'self': the model that wrote the answers judges them (SAO's setting; in `sao eval` each "
+        "candidate judges its own comparison, so each win rate has a different judge, with its self-preference, "
+        "and they do not compare), or a model alias, local directory or HF hub id that judges every comparison. "
+        "`sao eval` with `--run` or a run recipe: default the starting model.",
+    )
+    mode: Literal["logprob", "generate"] = Field(
+        "logprob",
+        description="'logprob': one forward pass, P('1') vs P('2') after 'ranking: ' (a soft verdict; an engine "
+        "that cannot score falls back to 'generate'); 'generate': decode the ranking greedily and parse it "
+        "(the paper's way; a hard verdict, unparsable answers are counted and dropped).",
+    )
+    template: str = Field(JUDGE_TEMPLATE, description="Judge request; {prompt} and {responses} are filled in.")
+    max_new_tokens: int = Field(16, ge=4, description="Token budget of a generated ranking (mode 'generate').")
+    engine: EngineSection | None = Field(
+        None,
+        description="Engine of a named judge, e.g. backend 'openai' for a judge behind an OpenAI-compatible "
+        "endpoint (model = the served model's name); default: the top-level engine section. A 'self' judge "
+        "runs on the engine that wrote the answers.",
+    )
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        return require_fields(v, "prompt", "responses")
+
+    @model_validator(mode="after")
+    def _engine_of_a_named_judge(self) -> JudgeSection:
+        if self.model == SELF and self.engine is not None:
+            raise ValueError("engine: a 'self' judge runs on the answering model's engine; name a judge model too")
+        return self
+
+
+# The keys, in order, that synthesis's judge settings were written with before the judge could be another
+# model (issue 15). A 'self' judge is still written so: pairs rows record these settings
+# (generation.judge), and the synth manifest's config hash covers them, so SAO's files stay byte-identical
+# and runs made before resume.
+_SAO_KEYS = ("mode", "order", "swap_rule", "margin", "template", "max_new_tokens")
+
+
+class SynthJudgeSection(JudgeSection):
+    """The synthesis judge: the shared settings, plus SAO's filter on which judged pairs are kept."""
+
+    order: Literal["swap", "single"] = Field("swap", description="'swap' judges both orders (position debiasing).")
+    swap_rule: Literal["average", "agree"] = Field(
+        "average",
+        description="'average': keep when the debiased probability clears the margin; "
+        "'agree': keep only when both orders prefer the same response.",
+    )
+    margin: float = Field(
+        0.01,
+        ge=0,
+        lt=0.5,
+        description="Keep a pair only when |p - 0.5| >= margin. SmolLM2-135M's debiased p rarely leaves 0.5 +- 0.03.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if self.model == SELF and self.engine is None:
+            data.pop("model", None)
+            data.pop("engine", None)
+        keys = [k for k in _SAO_KEYS if k in data] + [k for k in data if k not in _SAO_KEYS]
+        return {k: data[k] for k in keys}
