@@ -100,7 +100,7 @@ def main() -> None:
     pairs = fixed_length_pairs(loaded.tokenizer, args.batch * args.steps)
     tokens_per_step = args.batch * (2 * PROMPT_TOKENS + 2 * RESPONSE_TOKENS)
     base = dict(
-        method="simpo", learning_rate=1e-6, batch_size=args.batch, max_length=512, report_to="none", save_steps=10**6
+        trainer="simpo", learning_rate=1e-6, batch_size=args.batch, max_length=512, report_to="none", save_steps=10**6
     )
     info = machine_record(args.threads)  # the peaks, measured before training allocates anything
     peak_fp32 = peak_flops(info, "float32")

@@ -40,7 +40,7 @@ TIMEOUT = 240  # seconds per launch; one takes ~12 s on 2 cores
 # can change sign with the summation order (2 + 2 pairs or 4) and move a weight by lr the other
 # way. `test_ddp_cpu_trains_in_bf16_mixed_precision` covers bf16.
 TRAIN = {
-    "method": "simpo",
+    "trainer": "simpo",
     "dtype": "float32",
     "learning_rate": 1e-3,
     "lr_scheduler": "constant",

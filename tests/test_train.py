@@ -16,9 +16,9 @@ from sao.errors import ConfigError, InputError
 from sao.models import load_model
 from sao.recipe import validate
 from sao.train.config import TrainConfig
+from sao.train.pretokenized import TrainingDivergedError
 from sao.train.run import last_complete_checkpoint, resolve_pairs_file, run_train
 from sao.train.tokenize import end_of_turn_id, preference_examples, sft_examples
-from sao.train.trainers import TrainingDivergedError
 
 
 def fast(**overrides) -> TrainConfig:
@@ -46,11 +46,11 @@ def margins(model_dir: Path, per_token: bool) -> float:
     return sum(pick(c) - pick(r) for c, r in zip(chosen, rejected)) / len(PAIRS)
 
 
-@pytest.mark.parametrize("method", ["simpo", "dpo"])
-def test_preference_step_lowers_loss_and_widens_margin(method, tiny_model_dir, pairs_file, tmp_path):
-    per_token = method == "simpo"  # SimPO's reward is the length-normalised log-prob; DPO's the summed one
+@pytest.mark.parametrize("trainer", ["simpo", "dpo"])
+def test_preference_step_lowers_loss_and_widens_margin(trainer, tiny_model_dir, pairs_file, tmp_path):
+    per_token = trainer == "simpo"  # SimPO's reward is the length-normalised log-prob; DPO's the summed one
     before = margins(tiny_model_dir, per_token)
-    result = run_train(fast(method=method), str(tiny_model_dir), pairs_file, tmp_path / "out", progress=False)
+    result = run_train(fast(trainer=trainer), str(tiny_model_dir), pairs_file, tmp_path / "out", progress=False)
     m = result.metrics
     assert m["examples"] == len(PAIRS) and m["steps"] == 6
     assert m["final_loss"] < m["first_loss"]
@@ -59,13 +59,13 @@ def test_preference_step_lowers_loss_and_widens_margin(method, tiny_model_dir, p
     # Independently of the trainer's own metrics: the saved model prefers the chosen answers more.
     after = margins(result.model_dir, per_token)
     assert after > before + 0.1, (before, after)
-    assert (result.model_dir / "README.md").read_text().count(f"sao {method}") == 1
+    assert (result.model_dir / "README.md").read_text().count(f"sao {trainer}") == 1
     assert (tmp_path / "out" / "training.png").is_file()
 
 
 def test_sft_and_lora(tiny_model_dir, pairs_file, tmp_path):
     result = run_train(
-        fast(method="sft", lora={"enabled": True, "r": 4, "alpha": 8}),
+        fast(trainer="sft", lora={"enabled": True, "r": 4, "alpha": 8}),
         str(tiny_model_dir),
         pairs_file,
         tmp_path / "out",
@@ -180,21 +180,27 @@ def test_truncation_and_dropping(smol_dir):
 # --- configs and inputs ---------------------------------------------------------------------
 
 
-def test_beta_defaults_by_method():
-    assert validate(TrainConfig, {}).beta == 10.0
-    assert validate(TrainConfig, {}).simpo_gamma == pytest.approx(3.0)
-    assert validate(TrainConfig, {"method": "dpo"}).beta == 0.1
-    assert validate(TrainConfig, {"method": "dpo", "beta": 0.5}).beta == 0.5
+def test_each_trainer_has_its_own_defaults():
+    config = validate(TrainConfig, {})
+    assert config.trainer == "simpo" and config.options == config.simpo
+    assert (config.simpo.beta, config.simpo.gamma_beta_ratio) == (10.0, 0.3)  # the paper's β 10, γ 3
+    assert (config.dpo.beta, config.ipo.beta, config.robust_dpo.beta) == (0.1, 0.1, 0.1)
+    assert config.robust_dpo.label_smoothing == 0.1  # at 0 robust DPO would be DPO
+    dpo = validate(TrainConfig, {"trainer": "dpo", "dpo": {"beta": 0.5}})
+    assert dpo.options.beta == 0.5 and dpo.simpo.beta == 10.0
 
 
 @pytest.mark.parametrize(
     "values, field",
     [
-        ({"method": "ppo"}, "method"),
+        ({"trainer": "ppo"}, "trainer"),
         ({"lora": {"r": 0}}, "lora.r"),
         ({"learning_rate": -1}, "learning_rate"),
         ({"lr": 1e-5}, "lr"),
-        ({"beta": 0}, "beta"),
+        ({"simpo": {"beta": 0}}, "simpo.beta"),
+        ({"dpo": {"gamma_beta_ratio": 0.3}}, "dpo.gamma_beta_ratio"),  # SimPO's option, not DPO's
+        ({"robust_dpo": {"label_smoothing": 0.5}}, "robust_dpo.label_smoothing"),
+        ({"method": "dpo"}, "method"),  # the old name of `trainer`
     ],
 )
 def test_bad_train_config_names_the_field(values, field):

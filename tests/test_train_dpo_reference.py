@@ -11,9 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 import sao.train.trainers
-from sao.loop.config import RunConfig
+from sao.loop.config import validate_run
 from sao.loop.run import run_loop
-from sao.recipe import validate
 from test_loop import tiny_recipe
 
 
@@ -52,8 +51,8 @@ def test_dpo_reference_is_the_previous_iterate(lora, chatty_tiny_dir, tmp_path, 
     monkeypatch.setattr(sao.train.trainers, "build_trainer", recording_build_trainer)
     recipe = tiny_recipe(chatty_tiny_dir)
     recipe["report"] = {"prompts": ["Say hi."], "max_new_tokens": 8}
-    recipe["train"].update(method="dpo", learning_rate=1e-3, lora={"enabled": lora, "r": 4, "alpha": 8})
-    iterations = run_loop(validate(RunConfig, recipe), tmp_path / "run", progress=False)
+    recipe["train"].update(trainer="dpo", learning_rate=1e-3, lora={"enabled": lora, "r": 4, "alpha": 8})
+    iterations = run_loop(validate_run(recipe), tmp_path / "run", progress=False)
 
     assert len(iterations) == len(built) == 2
     # weights[k]: iteration k's model as saved (0 is the starting model); iteration k + 1 starts from it.

@@ -39,7 +39,7 @@ def card_text(
         # The hub's base_model field wants a hub id; an embedded alias names its original.
         "base_model": embedded.hub_id if embedded else base_model,
         "library_name": "transformers",
-        "tags": ["sao", "self-alignment", "trl", config.method],
+        "tags": ["sao", "self-alignment", "trl", config.trainer],
     }
     is_pairs = all(k in rows[0] for k in ("chosen_tokens", "rejected_tokens"))
     data = pair_stats(rows) if is_pairs else {"rows": len(rows)}
@@ -48,9 +48,9 @@ def card_text(
         yaml.safe_dump(front, sort_keys=False).strip(),
         "---",
         "",
-        f"# {base_model} + sao {config.method}",
+        f"# {base_model} + sao {config.trainer}",
         "",
-        f"Trained with sao {__version__} ({config.method}, TRL) on self-generated preference data: `{pairs_file}`.",
+        f"Trained with sao {__version__} ({config.trainer}, TRL) on self-generated preference data: `{pairs_file}`.",
         "",
         "## Data",
         "",
@@ -71,7 +71,7 @@ def card_text(
         "## Recipe (train section)",
         "",
         "```yaml",
-        yaml.safe_dump(config.model_dump(), sort_keys=False).strip(),
+        yaml.safe_dump(config.effective(), sort_keys=False).strip(),
         "```",
         "",
     ]

@@ -1,18 +1,21 @@
-"""The train recipe section: loss, optimiser, precision, LoRA. Field help feeds docs/recipes.md."""
+"""The train recipe section: the trainer, its own options, optimiser, precision, LoRA. Field help feeds docs/recipes.md.
+
+Each trainer's options live in a section named after it (``train.simpo.beta``,
+``train.dpo.beta``), so that a field means one thing; which TRL config field each one
+sets is in `sao.train.table`.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sao.recipe import Section
 
-Method = Literal["simpo", "dpo", "ipo", "robust_dpo", "sft"]
-
-# β when the recipe leaves it unset. SimPO's β scales a length-normalised log-prob
-# (per-token), so it is two orders larger than DPO's, which scales a summed log-ratio.
-DEFAULT_BETA: dict[str, float | None] = {"simpo": 10.0, "dpo": 0.1, "ipo": 0.1, "robust_dpo": 0.1, "sft": None}
+TrainerName = Literal["simpo", "dpo", "ipo", "robust_dpo", "sft"]
+TRAINER_NAMES: tuple[str, ...] = get_args(TrainerName)
 
 
 class LoraSection(Section):
@@ -25,20 +28,74 @@ class LoraSection(Section):
     )
 
 
-class TrainConfig(Section):
-    method: Method = Field(
-        "simpo",
-        description="'simpo' (reference-free, length-normalised; the paper's choice), 'dpo', 'ipo', "
-        "'robust_dpo' (DPO with label noise `label_smoothing`), or 'sft' (on the chosen responses).",
-    )
-    beta: float | None = Field(
-        None, gt=0, description="Reward scale β. Unset: 10 for SimPO (the paper), 0.1 for the DPO family."
-    )
+class SimPOSection(Section):
+    """SimPO: reference-free, length-normalised (TRL's CPOTrainer with its SimPO loss)."""
+
+    # SimPO's β scales a per-token (length-normalised) log-prob, so it is two orders larger
+    # than DPO's, which scales a summed log-ratio.
+    beta: float = Field(10.0, gt=0, description="Reward scale β on the mean per-token log-prob (paper: 10).")
     gamma_beta_ratio: float = Field(
-        0.3, ge=0, description="SimPO target margin as γ/β (the SimPO authors tune this ratio; paper: γ 3, β 10)."
+        0.3, ge=0, description="Target margin as γ/β (the SimPO authors tune this ratio; paper: γ 3, β 10)."
     )
     label_smoothing: float = Field(
-        0.0, ge=0, lt=0.5, description="Assumed share of flipped labels (robust_dpo's ε; also SimPO/DPO smoothing)."
+        0.0, ge=0, lt=0.5, description="Assumed share of flipped labels, mixed into the loss (0: none)."
+    )
+
+
+class DPOSection(Section):
+    beta: float = Field(0.1, gt=0, description="Reward scale β on the summed log-ratio to the reference.")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="Conservative DPO's share of flipped labels, mixed into the loss (0: none)."
+    )
+
+
+class IPOSection(Section):
+    beta: float = Field(
+        0.1,
+        gt=0,
+        description="IPO's τ: the loss pulls the log-ratio gap towards 1/(2β), so a larger β keeps the model "
+        "closer to the reference.",
+    )
+
+
+class RobustDPOSection(Section):
+    beta: float = Field(0.1, gt=0, description="Reward scale β on the summed log-ratio to the reference.")
+    # At ε = 0 the robust loss is DPO's exactly, so the default must be above it to mean anything.
+    label_smoothing: float = Field(
+        0.1,
+        gt=0,
+        lt=0.5,
+        description="ε, the assumed share of pairs whose judge picked the wrong response; the loss is corrected "
+        "for it (at 0 it would be plain DPO). 0.1: one pair in ten, a modest rate for self-judged pairs; "
+        "1 - the agreement `sao judge-eval` measures is an estimate.",
+    )
+
+
+class SFTSection(Section):
+    """SFT has no options of its own: it trains on each pair's chosen response (or a row's completion)."""
+
+
+# Keys of the flat section before each trainer had its own: a recipe or an old run directory's
+# recipe.yaml may still carry them.
+_MOVED_TO_TRAINER_SECTION = ("beta", "gamma_beta_ratio", "label_smoothing")
+
+
+def _error_at(loc: tuple[str, ...], message: str, value: Any) -> ValidationError:
+    """A validation error at ``loc`` in this section, so that it reads ``train.<loc>: message``.
+
+    A validator's ValueError would be located at the section itself; pydantic-core places a
+    ValidationError raised in a validator under the current location instead.
+    """
+    error = PydanticCustomError("sao_config", "{message}", {"message": message})
+    return ValidationError.from_exception_data("TrainConfig", [InitErrorDetails(type=error, loc=loc, input=value)])
+
+
+class TrainConfig(Section):
+    trainer: TrainerName = Field(
+        "simpo",
+        description="'simpo' (reference-free, length-normalised; the paper's choice), 'dpo', 'ipo', "
+        "'robust_dpo' (DPO corrected for flipped labels), or 'sft' (on the chosen responses). "
+        "Its options are in the section of the same name.",
     )
     learning_rate: float = Field(1e-6, gt=0, description="Peak learning rate (paper: 1e-6 for 7-9B models).")
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
@@ -61,7 +118,6 @@ class TrainConfig(Section):
         "bf16 and float16 are mixed precision over float32 master weights (docs/training.md).",
     )
     gradient_checkpointing: bool = Field(True, description="Recompute activations in backward (less memory).")
-    lora: LoraSection = Field(default_factory=LoraSection)
     logging_steps: int = Field(1, ge=1, description="Optimiser steps between log lines and curve points.")
     save_steps: int = Field(50, ge=1, description="Optimiser steps between checkpoints (resume points).")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept.")
@@ -69,16 +125,63 @@ class TrainConfig(Section):
         "tensorboard", description="Experiment tracker (wandb needs the wandb package and a login)."
     )
     seed: int = Field(0, description="Seed for data order and initialisation of LoRA weights.")
+    trl: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Any other field of the chosen trainer's TRL config class (e.g. DPOConfig), passed as is; "
+        "fields sao sets itself are refused with the sao field to use.",
+    )
+    lora: LoraSection = Field(default_factory=LoraSection)
+    simpo: SimPOSection = Field(default_factory=SimPOSection)
+    dpo: DPOSection = Field(default_factory=DPOSection)
+    ipo: IPOSection = Field(default_factory=IPOSection)
+    robust_dpo: RobustDPOSection = Field(default_factory=RobustDPOSection)
+    sft: SFTSection = Field(default_factory=SFTSection)
 
     @model_validator(mode="before")
     @classmethod
-    def _beta(cls, values: dict) -> dict:
-        if isinstance(values, dict) and values.get("beta") is None:
-            method = values.get("method", "simpo")
-            values = {**values, "beta": DEFAULT_BETA.get(method)}
+    def _moved_keys(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        if "method" in values:
+            method = values["method"]
+            message = f"renamed: use train.trainer: {method} (a run recipe's top-level method: is the alignment method)"
+            raise _error_at(("method",), message, method)
+        trainer = values.get("trainer", "simpo")
+        for key in _MOVED_TO_TRAINER_SECTION:
+            if key in values:
+                raise _error_at((key,), _moved_message(key, trainer), values[key])
         return values
 
+    @model_validator(mode="after")
+    def _trl_fields(self) -> TrainConfig:
+        if not self.trl:
+            return self  # no TRL import for the common case: `sao run` validates before any training
+        from sao.train.trainers import trl_field_problem  # the table behind it imports this module
+
+        for key, value in self.trl.items():
+            problem = trl_field_problem(self.trainer, key)
+            if problem:
+                raise _error_at(("trl", key), problem, value)
+        return self
+
     @property
-    def simpo_gamma(self) -> float:
-        """TRL's ``simpo_gamma`` is the absolute margin γ = β × (γ/β)."""
-        return (self.beta or 0.0) * self.gamma_beta_ratio
+    def options(self) -> Section:
+        """The chosen trainer's own section (``self.simpo`` when ``trainer`` is simpo, ...)."""
+        return getattr(self, self.trainer)
+
+    def effective(self) -> dict[str, Any]:
+        """The section as it acts on training: every common field and the chosen trainer's section only.
+
+        The run directory's identity and the model card use it, so that editing another
+        trainer's section neither forces a restart nor shows on the card.
+        """
+        return self.model_dump(exclude=set(TRAINER_NAMES) - {self.trainer})
+
+
+def _moved_message(key: str, trainer: str) -> str:
+    """Where a flat key of the old section lives now, for the chosen trainer if it has it."""
+    holders = [name for name in TRAINER_NAMES if key in TrainConfig.model_fields[name].annotation.model_fields]
+    if trainer in holders:
+        return f"moved: use train.{trainer}.{key}"
+    places = ", ".join(f"train.{name}.{key}" for name in holders)
+    return f"moved into the trainers' sections ({places}); train.{trainer} has no {key}"

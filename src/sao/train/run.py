@@ -19,6 +19,8 @@ from sao.jsonl import read_jsonl
 from sao.store import RunStore
 from sao.train.config import TrainConfig
 from sao.train.curves import PREFERENCE_METRICS
+from sao.train.table import TRAINERS
+from sao.train.tokenize import Tokenized
 from sao.usage import peak_rss_mb
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,150 @@ def _save_model(trainer: Any, config: TrainConfig, model_dir: Path, is_main: boo
     os.replace(tmp, model_dir)
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """The rows to train on and the file they came from."""
+
+    file: Path
+    rows: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """The trainer's config and the precision it trains in, for this process."""
+
+    args: Any  # the TRL config (a transformers.TrainingArguments)
+    compute: Any  # the torch dtype the model computes in
+    weights: Any  # the torch dtype its weights load in (`sao.train.trainers.weights_dtype`)
+
+    @property
+    def is_main(self) -> bool:
+        return self.args.process_index == 0
+
+    def precision(self) -> dict[str, str]:
+        return {"compute_dtype": _name(self.compute), "weights_dtype": _name(self.weights)}
+
+
+def _read_inputs(pairs: str | Path) -> _Inputs:
+    pairs_file = resolve_pairs_file(pairs)
+    return _Inputs(pairs_file, load_rows(pairs_file))
+
+
+def _set_up(config: TrainConfig, out_dir: Path, progress: bool) -> _Setup:
+    """The trainer's config and precision; ConfigError when the launched processes formed no single group.
+
+    This comes before the model loads and before any question of who is the main process:
+    under DeepSpeed ZeRO-3 the model must be loaded after the trainer's config, and building
+    that config sets up the process group (a bare `accelerate.PartialState()` asked earlier saw
+    no group on CPUs, and every rank opened the run directory as the main one: a race on
+    manifest.json).
+    """
+    from sao.models import pick_device, pick_dtype
+    from sao.train.trainers import launched_world_size, sharding_engine, training_arguments, weights_dtype
+
+    # What the model computes in, resolved for the device that trains (a GPU when there is one),
+    # though the model loads on the CPU and the trainer moves it.
+    compute = pick_dtype(config.dtype, pick_device("auto"))
+    args = training_arguments(config, out_dir / "checkpoints", compute=compute, progress=progress)
+    weights = weights_dtype(compute, lora=config.lora.enabled, sharded=sharding_engine(args) is not None)
+    launched = launched_world_size()
+    if args.world_size != launched:
+        raise ConfigError(
+            f"{launched} processes were launched but they formed a group of {args.world_size}; "
+            "each would train alone and overwrite the others' output"
+        )
+    return _Setup(args, compute, weights)
+
+
+def _open_store(config: TrainConfig, inputs: _Inputs, info: Any, out_dir: Path, setup: _Setup, force: bool) -> RunStore:
+    """The run directory. Under `accelerate launch` every process runs `run_train`: only the main
+    one writes the run directory, and the others read its manifest once it has been written."""
+    run_config = {"train": config.effective(), "pairs": str(inputs.file), "pairs_digest": _digest(inputs.file)}
+    with setup.args.main_process_first(local=False, desc="opening the run directory"):
+        if setup.is_main:
+            return RunStore.open(out_dir, run_config, info, force=force)
+        return RunStore.load(out_dir)
+
+
+def _load_models(config: TrainConfig, model: str, setup: _Setup, trust_remote_code: bool) -> tuple[Any, Any]:
+    """The loaded policy (model + tokenizer), and its frozen reference where the trainer needs one, else None.
+
+    The reference is the starting weights (in `sao run`, the previous iterate): a copy of the
+    policy before any step, in its dtype, frozen by the trainer. Copied, not loaded again: a
+    second load would read and hash the weights a second time.
+    """
+    from sao.models import load_model
+    from sao.train.trainers import needs_reference
+
+    loaded = load_model(model, device="cpu", dtype=_name(setup.weights), trust_remote_code=trust_remote_code)
+    reference = copy.deepcopy(loaded.model) if needs_reference(config) else None
+    return loaded, reference
+
+
+def _tokenize(config: TrainConfig, tokenizer: Any, inputs: _Inputs) -> Tokenized:
+    """The trainer's examples; InputError when every row was dropped."""
+    tokenized = TRAINERS[config.trainer].examples(tokenizer, inputs.rows, config.max_length)
+    if not tokenized.examples:
+        raise InputError(f"{inputs.file}: every row was dropped ({tokenized.dropped}); raise train.max_length")
+    return tokenized
+
+
+def _train_with_resume(trainer: Any, args: Any) -> Path | None:
+    """Train, resuming from the last complete checkpoint; returns that checkpoint, or None."""
+    last = last_complete_checkpoint(Path(args.output_dir))
+    if last:
+        log.info("train: resuming from %s", last)
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
+    return last
+
+
+def _stats(
+    config: TrainConfig, tokenized: Tokenized, trainer: Any, setup: _Setup, resumed_from: Path | None, started: float
+) -> dict[str, Any]:
+    """The train stage's stats: data, curve summaries, throughput, processes, precision, time and memory."""
+    return {
+        "examples": len(tokenized.examples),
+        "dropped": tokenized.dropped,
+        "truncated": tokenized.truncated,
+        "tokens_per_epoch": tokenized.tokens,
+        **summarise_history(trainer.state.log_history, tokenized.tokens, config.epochs),
+        "resumed_from": resumed_from.name if resumed_from else None,
+        "processes": setup.args.world_size,
+        **setup.precision(),
+        "seconds": round(time.perf_counter() - started, 1),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def _drop_checkpoints(args: Any) -> None:
+    """Delete the resume points once the model is saved and the stage done: weights + optimiser
+    state are about 4x the model's size. TensorBoard logs stay."""
+    for checkpoint in Path(args.output_dir).glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+
+
+def _write_outputs(
+    trainer: Any,
+    config: TrainConfig,
+    model: str,
+    inputs: _Inputs,
+    out_dir: Path,
+    model_dir: Path,
+    stats: dict[str, Any],
+) -> None:
+    """history.jsonl, the curves (also beside the model) and the model card."""
+    from sao.train.card import write_card
+    from sao.train.curves import plot_curves
+
+    history = trainer.state.log_history
+    with (out_dir / "history.jsonl").open("w") as f:
+        f.writelines(json.dumps(h) + "\n" for h in history)
+    png = plot_curves(history, out_dir / "training.png")
+    if png:
+        shutil.copy(png, model_dir / png.name)
+    write_card(model_dir, base_model=model, config=config, pairs_file=inputs.file, rows=inputs.rows, stats=stats)
+
+
 def run_train(
     config: TrainConfig,
     model: str,
@@ -154,92 +300,31 @@ def run_train(
     """
     import datasets
 
-    from sao.models import load_model, model_info, pick_device, pick_dtype
-    from sao.train.card import write_card
-    from sao.train.curves import plot_curves
-    from sao.train.tokenize import preference_examples, sft_examples
-    from sao.train.trainers import (
-        build_trainer,
-        launched_world_size,
-        needs_reference,
-        sharding_engine,
-        training_arguments,
-        weights_dtype,
-    )
+    from sao.models import model_info
+    from sao.train.trainers import build_trainer
 
     out_dir = Path(out_dir)
     model_dir = Path(model_dir) if model_dir else out_dir / "model"
-    pairs_file = resolve_pairs_file(pairs)
-    rows = load_rows(pairs_file)
-    run_config = {"train": config.model_dump(), "pairs": str(pairs_file), "pairs_digest": _digest(pairs_file)}
+    inputs = _read_inputs(pairs)
     info = model_info(model)
-    # What the model computes in, resolved for the device that trains (a GPU when there is one),
-    # though the model loads on the CPU and the trainer moves it.
-    compute = pick_dtype(config.dtype, pick_device("auto"))
-    # The trainer's config comes first: under DeepSpeed ZeRO-3 the model must be loaded after it.
-    # It also sets up the process group, so it must come before any question of who is the main
-    # process: a bare `accelerate.PartialState()` asked earlier saw no group on CPUs, and every
-    # rank opened the run directory as the main one (a race on manifest.json).
-    args = training_arguments(config, out_dir / "checkpoints", compute=compute, progress=progress)
-    weights = weights_dtype(compute, lora=config.lora.enabled, sharded=sharding_engine(args) is not None)
-    precision = {"compute_dtype": _name(compute), "weights_dtype": _name(weights)}
-    launched = launched_world_size()
-    if args.world_size != launched:
-        raise ConfigError(
-            f"{launched} processes were launched but they formed a group of {args.world_size}; "
-            "each would train alone and overwrite the others' output"
-        )
-    # Under `accelerate launch` every process runs this function. Only the main one writes
-    # the run directory; the others read its manifest once it has been written.
-    is_main = args.process_index == 0
-    with args.main_process_first(local=False, desc="opening the run directory"):
-        store = RunStore.open(out_dir, run_config, info, force=force) if is_main else RunStore.load(out_dir)
+    setup = _set_up(config, out_dir, progress)
+    store = _open_store(config, inputs, info, out_dir, setup, force)
     if store.is_done(STAGE) and (model_dir / "config.json").is_file():
         log.info("train: done already (%s)", model_dir)
-        return TrainResult(model_dir, store.manifest.stages[STAGE].stats, store, is_main)
+        return TrainResult(model_dir, store.manifest.stages[STAGE].stats, store, setup.is_main)
 
     started = time.perf_counter()
-    loaded = load_model(model, device="cpu", dtype=_name(weights), trust_remote_code=trust_remote_code)
-    # The DPO family's reference: the starting weights (in `sao run`, the previous iterate), a copy
-    # of the policy before any step, in its dtype, frozen by the trainer. Copied, not loaded again:
-    # a second load would read and hash the weights a second time.
-    reference = copy.deepcopy(loaded.model) if needs_reference(config) else None
-    build = sft_examples if config.method == "sft" else preference_examples
-    tokenized = build(loaded.tokenizer, rows, config.max_length)
-    if not tokenized.examples:
-        raise InputError(f"{pairs_file}: every row was dropped ({tokenized.dropped}); raise train.max_length")
+    loaded, reference = _load_models(config, model, setup, trust_remote_code)
+    tokenized = _tokenize(config, loaded.tokenizer, inputs)
     dataset = datasets.Dataset.from_list(tokenized.examples)
-    trainer = build_trainer(config, loaded.model, loaded.tokenizer, dataset, args, ref_model=reference)
-    last = last_complete_checkpoint(Path(args.output_dir))
-    if last:
-        log.info("train: resuming from %s", last)
-    trainer.train(resume_from_checkpoint=str(last) if last else None)
-    _save_model(trainer, config, model_dir, is_main)
-    if not is_main:
+    trainer = build_trainer(config, loaded.model, loaded.tokenizer, dataset, setup.args, ref_model=reference)
+    resumed_from = _train_with_resume(trainer, setup.args)
+    _save_model(trainer, config, model_dir, setup.is_main)
+    if not setup.is_main:
         return TrainResult(model_dir, {}, store, is_main=False)
 
-    history = trainer.state.log_history
-    with (out_dir / "history.jsonl").open("w") as f:
-        f.writelines(json.dumps(h) + "\n" for h in history)
-    stats = {
-        "examples": len(tokenized.examples),
-        "dropped": tokenized.dropped,
-        "truncated": tokenized.truncated,
-        "tokens_per_epoch": tokenized.tokens,
-        **summarise_history(history, tokenized.tokens, config.epochs),
-        "resumed_from": last.name if last else None,
-        "processes": args.world_size,
-        **precision,
-        "seconds": round(time.perf_counter() - started, 1),
-        "peak_rss_mb": peak_rss_mb(),
-    }
-    png = plot_curves(history, out_dir / "training.png")
-    if png:
-        shutil.copy(png, model_dir / png.name)
-    write_card(model_dir, base_model=model, config=config, pairs_file=pairs_file, rows=rows, stats=stats)
+    stats = _stats(config, tokenized, trainer, setup, resumed_from, started)
+    _write_outputs(trainer, config, model, inputs, out_dir, model_dir, stats)
     store.stage_done(STAGE, rows=len(tokenized.examples), stats=stats)
-    # The model is saved and the stage done: resume points (weights + optimiser state, about
-    # 4x the model's size) are no longer needed. TensorBoard logs stay.
-    for checkpoint in Path(args.output_dir).glob("checkpoint-*"):
-        shutil.rmtree(checkpoint)
+    _drop_checkpoints(setup.args)
     return TrainResult(model_dir, stats, store)

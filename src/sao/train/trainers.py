@@ -1,81 +1,26 @@
-"""TRL trainers for each method, fed with sao's own tokenisation (see `sao.train.tokenize`).
+"""A TRL config and a ready trainer from a `TrainConfig`, driven by the trainer table (`sao.train.table`).
 
-- SimPO: ``trl.experimental.cpo.CPOTrainer`` with ``loss_type="simpo"`` and ``cpo_alpha=0``
-  (no behaviour-cloning term), which is SimPO's reference-free, length-normalised loss.
-- DPO, IPO, robust DPO: ``trl.DPOTrainer``. The reference is a frozen copy of the model
-  this run starts from, taken before any step, which in the loop is the previous iterate (with
-  LoRA: the same model with the adapter switched off). sao passes it rather than let TRL reload
-  ``config._name_or_path``, which skips sao's safe loading (safetensors only, offline hub ids,
-  ``trust_remote_code``).
-- SFT: ``trl.SFTTrainer`` on ``input_ids`` + ``completion_mask`` (loss on responses only).
-
-Each subclass only replaces TRL's tokenisation with rows that are already tokenized, and
-stops at the first non-finite loss.
+Every trainer gets the same common TRL fields from the common train fields
+(`common_arguments`), its own from its section (``Trainer.arguments``), and any other field of
+its TRL config class from ``train.trl``. The DPO family's reference is a frozen copy of the
+model this run starts from, taken before any step, which in the loop is the previous iterate
+(with LoRA: the same model with the adapter switched off). sao passes it rather than let TRL
+reload ``config._name_or_path``, which skips sao's safe loading (safetensors only, offline hub
+ids, ``trust_remote_code``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sao.errors import SaoError
+from sao.errors import ConfigError, first_line
 from sao.train.config import TrainConfig
-
-# TRL's CPOTrainer lives in trl.experimental, which warns on every import.
-os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-
-DPO_LOSS = {"dpo": "sigmoid", "ipo": "ipo", "robust_dpo": "robust"}
-
-
-class TrainingDivergedError(SaoError):
-    """The loss became NaN or infinite."""
-
-
-class _FiniteLoss:
-    """Fail at the first NaN/inf loss. transformers logs it and carries on, wasting the run."""
-
-    def training_step(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        loss = super().training_step(*args, **kwargs)
-        if not torch.isfinite(loss).all():
-            step = self.state.global_step + 1
-            raise TrainingDivergedError(
-                f"loss is {loss.item()} at step {step}; lower train.learning_rate or train.beta, or check the pairs"
-            )
-        return loss
-
-
-def _cpo_row(feature: dict[str, list[int]]) -> dict[str, list[int]]:
-    """CPOTrainer's row layout from prompt/chosen/rejected ids: labels are -100 over the prompt."""
-    prompt = feature["prompt_ids"]
-    row = {"prompt_input_ids": prompt, "prompt_attention_mask": [1] * len(prompt)}
-    for side in ("chosen", "rejected"):
-        completion = feature[f"{side}_ids"]
-        row[f"{side}_input_ids"] = prompt + completion
-        row[f"{side}_attention_mask"] = [1] * (len(prompt) + len(completion))
-        row[f"{side}_labels"] = [-100] * len(prompt) + completion
-    return row
-
-
-def _trainer_classes() -> dict[str, type]:
-    # Imported here: TRL pulls in much of transformers' training stack, which `sao --help` does not need.
-    from trl import DPOTrainer, SFTTrainer
-    from trl.experimental.cpo import CPOTrainer
-
-    class SimPOTrainer(_FiniteLoss, CPOTrainer):
-        def tokenize_row(self, feature: dict[str, Any], model: Any = None) -> dict[str, list[int]]:
-            return _cpo_row(feature)
-
-    class PreferenceTrainer(_FiniteLoss, DPOTrainer):
-        def _prepare_dataset(self, dataset: Any, *args: Any, **kwargs: Any) -> Any:
-            return dataset  # tokenized and truncated already
-
-    class FiniteSFTTrainer(_FiniteLoss, SFTTrainer):
-        """SFTTrainer skips its own tokenisation when the rows carry ``input_ids``."""
-
-    return {"simpo": SimPOTrainer, "dpo": PreferenceTrainer, "sft": FiniteSFTTrainer}
+from sao.train.table import TRAINERS
 
 
 def launched_world_size() -> int:
@@ -131,15 +76,46 @@ def weights_dtype(compute: torch.dtype, *, lora: bool, sharded: bool) -> torch.d
     return torch.float32
 
 
-def training_arguments(config: TrainConfig, out_dir: Path, *, compute: torch.dtype, progress: bool) -> Any:
-    """The TRL config object for ``config.method`` (a ``transformers.TrainingArguments`` subclass).
+# Each TRL field `common_arguments` sets, and what a recipe changes instead (`train.trl` refuses them).
+COMMON_SETS: dict[str, str] = {
+    "output_dir": "use sao train --out (checkpoints go to OUT/checkpoints)",
+    "learning_rate": "use train.learning_rate",
+    "lr_scheduler_type": "use train.lr_scheduler",
+    "warmup_steps": "use train.warmup_ratio",
+    "num_train_epochs": "use train.epochs",
+    "per_device_train_batch_size": "use train.batch_size",
+    "gradient_accumulation_steps": "use train.gradient_accumulation_steps",
+    "weight_decay": "use train.weight_decay",
+    "max_grad_norm": "use train.max_grad_norm",
+    "bf16": "use train.dtype",
+    "fp16": "use train.dtype",
+    "gradient_checkpointing": "use train.gradient_checkpointing",
+    "logging_steps": "use train.logging_steps",
+    "logging_first_step": "fixed: the curves start at the first step",
+    "logging_nan_inf_filter": "fixed: sao logs a non-finite loss and stops there",
+    "save_strategy": "use train.save_steps",
+    "save_steps": "use train.save_steps",
+    "save_total_limit": "use train.save_total_limit",
+    "report_to": "use train.report_to",
+    "seed": "use train.seed",
+    "data_seed": "use train.seed",
+    "remove_unused_columns": "fixed: the collators read columns that the model's forward does not take",
+    "dataloader_pin_memory": "fixed: on exactly where CUDA is",
+    "disable_tqdm": "fixed: follows sao's progress setting",
+    "max_length": "use train.max_length",
+    "use_cpu": "fixed: sao trains where sao.models.pick_device says (CUDA when present)",
+}
 
-    ``compute`` is the dtype the model computes in (`sao.models.pick_dtype` of ``config.dtype``):
-    bf16 or fp16 turn on autocast mixed precision; see `weights_dtype` for the weights.
-    """
+# Other names of fields sao sets. transformers 5 renamed gradient_checkpointing, and the new
+# name wins over the old one, so passing it would silently override train.gradient_checkpointing.
+_OTHER_NAMES = {"activation_checkpointing": "use train.gradient_checkpointing"}
+
+
+def common_arguments(config: TrainConfig, out_dir: Path, *, compute: torch.dtype, progress: bool) -> dict[str, Any]:
+    """The TRL config fields every trainer gets, from the common train fields (see `COMMON_SETS`)."""
     from sao.models import pick_device
 
-    common = dict(
+    return dict(
         output_dir=str(out_dir),
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler,
@@ -177,26 +153,67 @@ def training_arguments(config: TrainConfig, out_dir: Path, *, compute: torch.dty
         #   without mpirun, so this is the way to data-parallel training on CPUs.
         use_cpu=pick_device("auto").type == "cpu",
     )
-    if config.method == "simpo":
-        from trl.experimental.cpo import CPOConfig
 
-        return CPOConfig(
-            **common,
-            loss_type="simpo",
-            cpo_alpha=0.0,
-            beta=config.beta,
-            simpo_gamma=config.simpo_gamma,
-            label_smoothing=config.label_smoothing,
-        )
-    if config.method == "sft":
-        from trl import SFTConfig
 
-        return SFTConfig(**common, completion_only_loss=True, packing=False)
-    from trl import DPOConfig
+def trl_field_problem(trainer: str, field: str) -> str | None:
+    """Why ``train.trl.<field>`` cannot be passed to ``trainer``'s TRL config, or None when it can.
 
-    return DPOConfig(
-        **common, loss_type=[DPO_LOSS[config.method]], beta=config.beta, label_smoothing=config.label_smoothing
-    )
+    Refused: a field sao sets itself (the message says what to change instead), and a name
+    that is not a field of the TRL config class. Values are checked when the config is built
+    (`training_arguments`).
+    """
+    record = TRAINERS[trainer]
+    instead = {**COMMON_SETS, **_OTHER_NAMES, **record.sets}.get(field)
+    if instead:
+        return f"sao sets {field} itself: {instead}"
+    cls = record.config_class()
+    if field not in {f.name for f in dataclasses.fields(cls) if f.init}:
+        import trl
+
+        return f"not a field of {cls.__name__} (TRL {trl.__version__}), the config of trainer {trainer}"
+    return None
+
+
+def training_arguments(config: TrainConfig, out_dir: Path, *, compute: torch.dtype, progress: bool) -> Any:
+    """The TRL config object for ``config.trainer`` (a ``transformers.TrainingArguments`` subclass).
+
+    ``compute`` is the dtype the model computes in (`sao.models.pick_dtype` of ``config.dtype``):
+    bf16 or fp16 turn on autocast mixed precision; see `weights_dtype` for the weights.
+
+    Raises ConfigError naming ``train.trl.<field>`` when the TRL config rejects a value given there.
+    """
+    record = TRAINERS[config.trainer]
+    sao_set = common_arguments(config, out_dir, compute=compute, progress=progress) | record.arguments(config.options)
+    cls = record.config_class()
+    try:
+        return cls(**sao_set, **config.trl)
+    except (TypeError, ValueError) as exc:
+        if not config.trl:
+            raise  # sao's own fields: a bug here, not in the recipe
+        raise ConfigError(_rejected_field(cls, sao_set, config.trl, exc)) from None
+
+
+def check_trl_values(config: TrainConfig) -> None:
+    """Build the TRL config once, so that a ``train.trl`` value TRL rejects is one ConfigError line now,
+    not after the synthesis that precedes training in ``sao run``. Nothing to check without ``train.trl``."""
+    if not config.trl:
+        return
+    import tempfile
+
+    from sao.models import pick_device, pick_dtype
+
+    with tempfile.TemporaryDirectory() as scratch:  # TrainingArguments only records the directory
+        training_arguments(config, Path(scratch), compute=pick_dtype(config.dtype, pick_device("auto")), progress=False)
+
+
+def _rejected_field(cls: type, sao_set: dict[str, Any], passthrough: dict[str, Any], exc: Exception) -> str:
+    """Which ``train.trl`` field made ``cls`` fail, found by adding each alone to sao's fields."""
+    for key, value in passthrough.items():
+        try:
+            cls(**sao_set, **{key: value})
+        except (TypeError, ValueError) as alone:
+            return f"train.trl.{key}: {first_line(alone)}"
+    return f"train.trl: {', '.join(passthrough)} are rejected together: {first_line(exc)}"
 
 
 def lora_config(config: TrainConfig) -> Any:
@@ -215,9 +232,9 @@ def lora_config(config: TrainConfig) -> Any:
 
 
 def needs_reference(config: TrainConfig) -> bool:
-    """Whether the method needs a separate reference model: the DPO family in full fine-tuning
+    """Whether training needs a separate reference model: a trainer that uses one, in full fine-tuning
     (with LoRA the reference is the same model with its adapter switched off)."""
-    return config.method in DPO_LOSS and not config.lora.enabled
+    return TRAINERS[config.trainer].uses_reference and not config.lora.enabled
 
 
 def build_trainer(
@@ -230,26 +247,25 @@ def build_trainer(
     *,
     ref_model: Any = None,
 ) -> Any:
-    """A ready trainer for ``config.method`` over a dataset of `sao.train.tokenize` rows.
+    """A ready trainer for ``config.trainer`` over a dataset of its `sao.train.tokenize` examples.
 
-    ``ref_model`` is the DPO family's frozen reference, required when `needs_reference`: a
-    copy of the starting weights, in the same dtype as ``model``, so that the
-    first step's log-ratios are exactly 0 (loss ln 2).
+    ``ref_model`` is the frozen reference, required when `needs_reference`: a copy of the
+    starting weights, in the same dtype as ``model``, so that the first step's log-ratios are
+    exactly 0 (loss ln 2).
 
     Raises ValueError when ``ref_model`` is missing where it is needed, or given where it is not.
     """
     if (ref_model is not None) != needs_reference(config):
         wanted = "given" if needs_reference(config) else "None"
-        raise ValueError(f"method {config.method}, lora.enabled {config.lora.enabled}: ref_model must be {wanted}")
-    kind = config.method if config.method in ("simpo", "sft") else "dpo"
-    cls = _trainer_classes()[kind]
-    extra = {"ref_model": ref_model} if kind == "dpo" else {}
-    return cls(
+        raise ValueError(f"trainer {config.trainer}, lora.enabled {config.lora.enabled}: ref_model must be {wanted}")
+    record = TRAINERS[config.trainer]
+    reference = {"ref_model": ref_model} if record.uses_reference else {}
+    return record.trainer_class()(
         model=model,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora_config(config),
         callbacks=callbacks,
-        **extra,
+        **reference,
     )
