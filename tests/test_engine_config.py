@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.test_cli import assert_one_line_error, run
 
 from sao.engine.config import EngineSection
 from sao.engine.factory import build_engine, engine_model_info
 from sao.errors import ConfigError
-from sao.loop.config import RunConfig
+from sao.loop.config import validate_run
 from sao.recipe import validate
+from test_cli import assert_one_line_error, run
 
 
 def test_openai_backend_needs_a_url():
@@ -27,7 +27,7 @@ def test_unknown_backend_names_the_field():
 def test_sao_run_refuses_a_server_backend():
     engine = {"backend": "openai", "openai": {"base_url": "http://localhost:8000/v1"}}
     with pytest.raises(ConfigError, match=r"^engine: backend 'openai' cannot serve the model each iteration trains"):
-        validate(RunConfig, {"engine": engine})
+        validate_run({"engine": engine})
 
 
 def test_endpoint_identity_has_no_key_and_changes_with_the_server(monkeypatch):

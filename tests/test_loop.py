@@ -14,9 +14,8 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from sao.loop.config import RunConfig
+from sao.loop.config import validate_run
 from sao.loop.run import run_loop
-from sao.recipe import validate
 from sao.stage import kept
 from sao.store import RunStore, read_rows
 
@@ -107,7 +106,7 @@ def _sao_run(recipe: Path, out: Path) -> subprocess.Popen:
 def reference(tmp_path_factory: pytest.TempPathFactory, chatty_tiny_dir: Path):
     """The same recipe, run once without interruption (in-process)."""
     out = tmp_path_factory.mktemp("loop-reference")
-    config = validate(RunConfig, tiny_recipe(chatty_tiny_dir))
+    config = validate_run(tiny_recipe(chatty_tiny_dir))
     iterations = run_loop(config, out, progress=False, chunk_size=CHUNK_SIZE)
     return out, iterations
 

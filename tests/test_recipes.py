@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from sao.errors import ConfigError
-from sao.loop.config import CommandRecipe, RunConfig, command_recipe, merge_sections
-from sao.recipe import load_yaml, validate
+from sao.loop.config import CommandRecipe, command_recipe, merge_sections, validate_run
+from sao.recipe import load_yaml
 from sao.synth.prompts import PAPER_PROMPT_TEMPLATE
 
 RECIPES = Path(__file__).parent.parent / "recipes"
@@ -20,18 +20,18 @@ RECIPES = Path(__file__).parent.parent / "recipes"
 
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_are_valid(path):
-    config = validate(RunConfig, load_yaml(path))
+    config = validate_run(load_yaml(path))
     assert config.iterations >= 1
 
 
 def test_paper_recipes_carry_the_papers_settings():
     for name in ("sao-gemma2-9b", "sao-llama3-8b"):
-        config = validate(RunConfig, load_yaml(RECIPES / f"{name}.yaml"))
+        config = validate_run(load_yaml(RECIPES / f"{name}.yaml"))
         assert config.synth.num_prompts == 60000
         assert config.synth.prompts.template == PAPER_PROMPT_TEMPLATE
         assert (config.synth.responses.temperature, config.synth.responses.top_p) == (0.6, 0.95)
         t = config.train
-        assert (t.method, t.beta, t.simpo_gamma, t.learning_rate) == ("simpo", 10.0, pytest.approx(3.0), 1e-6)
+        assert (t.trainer, t.simpo.beta, t.simpo.gamma_beta_ratio, t.learning_rate) == ("simpo", 10.0, 0.3, 1e-6)
         assert (t.lr_scheduler, t.warmup_ratio, t.epochs) == ("cosine", 0.1, 1.0)
 
 
@@ -40,7 +40,9 @@ def test_paper_recipes_carry_the_papers_settings():
     [
         ({"iterations": 0}, "iterations"),
         ({"trian": {}}, "trian"),
-        ({"train": {"method": "ppo"}}, "train.method"),
+        ({"train": {"trainer": "ppo"}}, "train.trainer"),
+        ({"train": {"method": "simpo"}}, "train.method"),  # renamed train.trainer
+        ({"train": {"beta": 10.0}}, "train.beta"),  # moved to train.simpo.beta
         ({"train": {"lora": {"enabled": "maybe"}}}, "train.lora.enabled"),
         ({"synth": {"responses": {"k": 1}}}, "synth.responses.k"),
         ({"synth": {"model": "other"}}, "synth"),
@@ -50,7 +52,7 @@ def test_paper_recipes_carry_the_papers_settings():
 )
 def test_bad_recipe_names_the_field(values, field):
     with pytest.raises(ConfigError, match=rf"^{field}: "):
-        validate(RunConfig, values)
+        validate_run(values)
 
 
 def _sao(*args: str) -> subprocess.CompletedProcess:
@@ -68,6 +70,20 @@ def test_cli_rejects_a_bad_recipe_in_one_line(tmp_path):
     proc = _sao("run", str(recipe), "--set", "train.learning_rate=1e-5", "--set", "iterations=-1")
     assert proc.returncode == 2 and proc.stderr.startswith("sao: error: iterations: ")
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_refuses_the_old_train_keys_in_one_line(tmp_path):
+    recipe = tmp_path / "old.yaml"
+    recipe.write_text(yaml.safe_dump({"iterations": 1, "train": {"method": "dpo", "beta": 0.05}}))
+    proc = _sao("run", str(recipe), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith("sao: error: train.method: renamed: use train.trainer: dpo")
+    train = ["--pairs", str(tmp_path), "--out", str(tmp_path / "o")]
+    proc = _sao("train", "--recipe", str(recipe), *train)  # keys relative to the train section
+    assert proc.returncode == 2 and proc.stderr.startswith("sao: error: method: renamed: use train.trainer: dpo")
+    proc = _sao("train", "--trainer", "dpo", "--set", "beta=0.05", *train)
+    assert proc.returncode == 2 and proc.stderr.startswith("sao: error: beta: moved: use train.dpo.beta")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "o").exists()
 
 
 def test_cli_train_names_missing_pairs(tmp_path):
@@ -127,8 +143,8 @@ def test_train_recipe_trains_the_run_recipes_model_unless_told_otherwise(tmp_pat
 
 
 def test_command_recipe_splits_run_recipes_and_section_files():
-    run = {"model": "m", "engine": {"dtype": "float32"}, "iterations": 2, "train": {"beta": 2.0}}
-    assert command_recipe(run, "train") == CommandRecipe({"beta": 2.0}, "m", {"dtype": "float32"})
+    run = {"model": "m", "engine": {"dtype": "float32"}, "iterations": 2, "train": {"simpo": {"beta": 2.0}}}
+    assert command_recipe(run, "train") == CommandRecipe({"simpo": {"beta": 2.0}}, "m", {"dtype": "float32"})
     assert command_recipe(run, "eval") == CommandRecipe({}, "m", {"dtype": "float32"})  # a run recipe, no eval section
     section_file = {"model": "m", "num_prompts": 3}
     assert command_recipe(section_file, "synth") == CommandRecipe(section_file)  # the whole file is the section
@@ -155,15 +171,16 @@ def test_judge_eval_recipe_judges_with_the_run_recipes_model(tmp_path):
 
 
 def test_check_until_refuses_stages_that_do_not_exist_or_do_not_run():
+    from sao.methods.sao import METHOD as SAO
     from sao.synth.config import SynthConfig
     from sao.synth.pipeline import check_until
 
     with pytest.raises(ConfigError, match=r"^until: 'pairz' is not a stage \(personas, prompts"):
-        check_until(SynthConfig(), "pairz")
+        check_until(SAO, SynthConfig(), "pairz")
     with pytest.raises(ConfigError, match="^until: 'personas' does not run with prompts.no_personas"):
-        check_until(SynthConfig(prompts={"no_personas": True}), "personas")
-    check_until(SynthConfig(prompts={"no_personas": True}), "prompts")
-    check_until(SynthConfig(), None)
+        check_until(SAO, SynthConfig(prompts={"no_personas": True}), "personas")
+    check_until(SAO, SynthConfig(prompts={"no_personas": True}), "prompts")
+    check_until(SAO, SynthConfig(), None)
 
 
 ROOT = Path(__file__).resolve().parents[1]

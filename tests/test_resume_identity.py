@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sao import methods
 from sao.engine.config import EngineSection
 from sao.engine.factory import engine_model_info
 from sao.errors import ResumeConflictError
 from sao.eval.config import EvalConfig
 from sao.eval.run import run_eval
-from sao.loop.config import RunConfig
+from sao.loop.config import validate_run
 from sao.loop.report import stage_seconds
-from sao.loop.run import Iteration, answer_report_prompts, iteration_synth_config, run_loop
+from sao.loop.run import Iteration, answer_report_prompts, run_loop
 from sao.models import model_info
-from sao.recipe import validate
 from sao.store import RunStore
 
 
@@ -98,8 +98,8 @@ def test_eval_refuses_stale_answers_when_the_instructions_or_system_change(tmp_p
 
 
 def test_report_times_survive_a_resume_and_are_labelled(tmp_path, tiny_engine, tiny_model_dir):
-    config = validate(
-        RunConfig, {"model": str(tiny_model_dir), "report": {"prompts": ["Hi.", "Bye.", "Yes?"], "max_new_tokens": 8}}
+    config = validate_run(
+        {"model": str(tiny_model_dir), "report": {"prompts": ["Hi.", "Bye.", "Yes?"], "max_new_tokens": 8}}
     )
     info = engine_model_info(str(tiny_model_dir), config.engine)
     done = answer_report_prompts(tiny_engine, config, info, tmp_path / "before", progress=False)
@@ -113,7 +113,7 @@ def test_report_times_survive_a_resume_and_are_labelled(tmp_path, tiny_engine, t
     after = answer_report_prompts(tiny_engine, config, info, tmp_path / "after", progress=False)
     before = answer_report_prompts(tiny_engine, config, info, tmp_path / "before", progress=False)  # done: resumes
     synth = RunStore.open(tmp_path / "synth", {})
-    iteration = Iteration(1, tmp_path, "m", tmp_path / "model", synth, {"seconds": 1.0}, before, after, 0.0)
+    iteration = Iteration(1, tmp_path, "m", tmp_path / "model", synth, "pairs", {"seconds": 1.0}, before, after, 0.0)
     times = dict(stage_seconds(iteration))
     assert isinstance(times["report samples before"], float)  # not n/a after a resume that had nothing to do
     assert times["report samples before"] == round(done.manifest.stages["generations"].seconds, 1)
@@ -122,14 +122,14 @@ def test_report_times_survive_a_resume_and_are_labelled(tmp_path, tiny_engine, t
 
 def test_a_refused_run_leaves_the_recipe_it_was_made_with(tmp_path, tiny_model_dir):
     values = {"model": str(tiny_model_dir), "synth": {"num_prompts": 4}}
-    old = validate(RunConfig, values)
+    old = validate_run(values)
     out = tmp_path / "run"
     out.mkdir()
     (out / "recipe.yaml").write_text(yaml.safe_dump(old.model_dump(), sort_keys=False))
-    synth = iteration_synth_config(old, 1, old.model)
+    synth = methods.get("sao").for_iteration(old.synth, 1, old.model)
     RunStore.open(out / "iter-1" / "synth", synth.model_dump(), engine_model_info(old.model, old.engine))
     before = (out / "recipe.yaml").read_text()
-    changed = validate(RunConfig, {**values, "synth": {"num_prompts": 5}})
+    changed = validate_run({**values, "synth": {"num_prompts": 5}})
     with pytest.raises(ResumeConflictError, match=r"num_prompts: 4 -> 5"):
         run_loop(changed, out, progress=False)
     assert (out / "recipe.yaml").read_text() == before

@@ -12,14 +12,20 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from scripted_engine import ScriptedEngine
 from sao.cli import app
+from scripted_engine import ScriptedEngine
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDED = Path(__file__).parent / "data" / "sao_rows" / "quickstart.json"
 # Small enough to train in seconds on the tiny model; the fields the test sets exist in both the
 # old recipe shape and the new one.
-OVERRIDES = ["iterations=2", "synth.num_prompts=8", "train.epochs=1", "train.report_to=none", "report.max_new_tokens=16"]
+OVERRIDES = [
+    "iterations=2",
+    "synth.num_prompts=8",
+    "train.epochs=1",
+    "train.report_to=none",
+    "report.max_new_tokens=16",
+]
 
 
 def run_quickstart(out: Path, model: Path, engine: ScriptedEngine, monkeypatch) -> None:

@@ -201,3 +201,50 @@ def test_manifest_is_fsynced_before_it_replaces_the_old_one(tmp_path, monkeypatc
     assert str(tmp_path / "run") in fsynced  # the rename itself is made durable
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["s"]["status"] == "running"
     assert not list((tmp_path / "run").glob(".manifest.json*"))  # no temp file left behind
+
+
+def test_a_renamed_stage_resumes_under_its_new_name(tmp_path):
+    store = RunStore.open(tmp_path / "run", {"n": 2})
+    with pytest.raises(KeyboardInterrupt):
+        _run(store, [("a", "x"), ("b", "y"), ("c", "w")], fail_after=1)  # killed after a and b
+    (tmp_path / "run" / "s.jsonl").rename(tmp_path / "run" / "old.jsonl")  # as the stage was named before
+    store.manifest.stages["old"] = store.manifest.stages.pop("s")
+    store.save()
+    before = store.manifest.stages["old"].model_dump()
+
+    again = RunStore.open(tmp_path / "run", {"n": 2})
+    again.rename_stage("old", "s")
+    assert not (tmp_path / "run" / "old.jsonl").exists() and "old" not in again.manifest.stages
+    on_disk = RunStore.load(tmp_path / "run").manifest.stages
+    assert list(on_disk) == ["s"] and on_disk["s"].model_dump() == before  # status, seconds and attempts kept
+    result = _run(again, [("a", "x"), ("b", "y"), ("c", "w")])
+    assert (result.written, result.skipped) == (1, 2)  # a and b are not redone
+    assert [r["text"] for r in again.rows("s")] == ["X", "Y", "W"]
+    again.rename_stage("old", "s")  # nothing left under the old name: nothing to do
+    assert [r["text"] for r in again.rows("s")] == ["X", "Y", "W"]
+
+
+def test_renaming_a_stage_finishes_after_a_crash_and_refuses_to_merge(tmp_path):
+    store = RunStore.open(tmp_path / "run", {"n": 2})
+    _run(store, [("a", "x")])
+    store.rename_stage("s", "t")
+    store.stage_path("t").rename(store.stage_path("s"))  # a crash after the manifest, before the file moved
+    RunStore.load(tmp_path / "run").rename_stage("s", "t")
+    assert [r["text"] for r in read_rows(tmp_path / "run" / "t.jsonl")] == ["X"]
+    assert not (tmp_path / "run" / "s.jsonl").exists()
+
+    _run(store, [("a", "x")])  # a stage 's' again, beside 't': neither may overwrite the other
+    with pytest.raises(StoreCorruptError, match="has stage 's' and stage 't' both"):
+        RunStore.load(tmp_path / "run").rename_stage("s", "t")
+    assert read_rows(tmp_path / "run" / "s.jsonl") and read_rows(tmp_path / "run" / "t.jsonl")
+
+
+def test_a_changed_section_is_reported_field_by_field(tmp_path):
+    old = {"train": {"method": "simpo", "beta": 10.0, "lora": {"r": 16}}, "seed": 0}
+    new = {"train": {"trainer": "simpo", "simpo": {"beta": 10.0}, "lora": {"r": 8}}, "seed": 0}
+    RunStore.open(tmp_path / "run", old)
+    with pytest.raises(ResumeConflictError) as refused:
+        RunStore.open(tmp_path / "run", new)
+    message = str(refused.value)
+    assert "train.lora.r: 16 -> 8" in message and "train.method: 'simpo' -> (absent)" in message
+    assert "train.simpo: (absent) -> {'beta': 10.0}" in message and "seed" not in message

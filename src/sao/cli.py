@@ -214,33 +214,43 @@ def synth(
     ray: RayOpt = False,
     trust_remote_code: RemoteCodeOpt = False,
 ) -> None:
-    """Personas -> prompts -> K responses -> self-judgement -> preference pairs, resumable."""
-    from sao.engine.factory import engine_model_info
+    """The synthesis stages of the recipe's method (SAO: personas -> prompts -> K responses ->
+    self-judgement -> preference pairs), resumable."""
+    from sao import methods
     from sao.recipe import apply_overrides, set_field, validate
-    from sao.synth.config import SynthConfig
-    from sao.synth.pipeline import check_until, run_synth
-    from sao.synth.report import write_report
+    from sao.synth.pipeline import synthesize
 
     parts = _recipe(recipe, "synth")
-    values = set_field(parts.section, "model", parts.model) if parts.model else parts.section
-    flags = {"model": model, "num_prompts": num_prompts, "seed": seed, "personas.source": personas}
-    flags["prompts.no_personas"] = True if no_personas else None
+    method = methods.get(parts.method)
+    values = parts.section
+    # SAO's section records its model (each pair carries it); other methods take it from --model alone.
+    own_model = "model" in method.section.model_fields
+    # SAO's flags, kept for the common case; any method's fields are reachable with --set.
+    flags = {"model": (model or parts.model) if own_model else None, "num_prompts": num_prompts, "seed": seed}
+    flags |= {"personas.source": personas, "prompts.no_personas": True if no_personas else None}
     for key, value in flags.items():
         if value is not None:
             values = set_field(values, key, value)
-    config = validate(SynthConfig, apply_overrides(values, set_ or []))
-    check_until(config, until)  # before the model loads
+    config = validate(method.section, apply_overrides(values, set_ or []))
     settings = _engine_settings(device, dtype, batch_size, engine_, ray, parts.engine)
-    trust_remote_code = trust_remote_code or parts.trust_remote_code
-    engine = _engine(config.model, settings, trust_remote_code)
-    info = engine_model_info(config.model, settings)
-    store, _ = run_synth(engine, config, out, model_info=info, force=force, chunk_size=chunk_size, until=until)
-    md, png = write_report(store)
-    if "pairs" not in store.manifest.stages:
+    spec = config.model if own_model else model or parts.model or DEFAULT_MODEL
+    store = synthesize(
+        method,
+        config,
+        spec,
+        settings,
+        out,
+        trust_remote_code=trust_remote_code or parts.trust_remote_code,
+        force=force,
+        chunk_size=chunk_size,
+        until=until,
+    )
+    md = store.root / "report.md"
+    if not store.is_done(method.training_data):
         typer.echo(f"stopped after {until}; rerun without --until to finish. Report: {md}")
         return
-    pairs = store.manifest.stages["pairs"]
-    typer.echo(f"{pairs.rows} preference pairs in {store.stage_path('pairs')} (+ pairs.parquet); report: {md}")
+    data = store.manifest.stages[method.training_data]
+    typer.echo(f"{data.rows} {method.training_data} rows in {store.stage_path(method.training_data)}; report: {md}")
     if push_to_hub:
         from sao.stages.pairs import push_to_hub as push
 
@@ -265,22 +275,26 @@ def train(
         Path | None,
         typer.Option(help="YAML recipe: a run recipe's 'train' section and model, or a train section file."),
     ] = None,
-    method: Annotated[
-        str | None, typer.Option(help="simpo, dpo, ipo, robust_dpo or sft (overrides the recipe).")
+    trainer: Annotated[
+        str | None,
+        typer.Option(help="simpo, dpo, ipo, robust_dpo or sft (overrides the recipe's train.trainer)."),
     ] = None,
     set_: SetOpt = None,
     force: Annotated[bool, typer.Option(help="Start over if the output directory has a different config.")] = False,
     trust_remote_code: RemoteCodeOpt = False,
 ) -> None:
-    """Preference-optimise a model on pairs (SimPO by default); saves model, tokenizer and model card."""
+    """Preference-optimise a model on pairs (SimPO by default); saves model, tokenizer and model card.
+
+    A trainer's options: --set dpo.beta=0.05; any other field of its TRL config: --set trl.FIELD=VALUE.
+    """
     from sao.recipe import apply_overrides, set_field, validate
     from sao.train.config import TrainConfig
     from sao.train.run import run_train
 
     parts = _recipe(recipe, "train")  # training runs no engine: a run recipe's engine does not apply
     values = parts.section
-    if method:
-        values = set_field(values, "method", method)
+    if trainer:
+        values = set_field(values, "trainer", trainer)
     config = validate(TrainConfig, apply_overrides(values, set_ or []))
     model = model or parts.model or DEFAULT_MODEL
     trust_remote_code = trust_remote_code or parts.trust_remote_code
@@ -305,20 +319,30 @@ def run(
     chunk_size: Annotated[int, typer.Option(min=1, help="Rows written per append (the most a kill can lose).")] = 32,
 ) -> None:
     """Iterate synthesise -> train from a recipe; resumable: rerun the same command after a kill."""
-    from sao.loop.config import RunConfig
+    from sao.loop.config import validate_run
     from sao.loop.run import run_loop
-    from sao.recipe import apply_overrides, load_yaml, set_field, validate
+    from sao.recipe import apply_overrides, load_yaml, set_field
 
     values = load_yaml(recipe)
     if ray:
         values = set_field(values, "engine.ray.enabled", True)
-    config = validate(RunConfig, apply_overrides(values, _overrides(engine_, set_)))
+    config = validate_run(apply_overrides(values, _overrides(engine_, set_)))
     out_dir = out or (Path(config.out) if config.out else Path("runs") / recipe.stem)
     iterations = run_loop(config, out_dir, force=force, chunk_size=chunk_size)
     last = iterations[-1]
     typer.echo(f"model:  {last.model_out}")
     typer.echo(f"pairs:  {last.synth.stage_path('pairs')}")
     typer.echo(f"report: {last.root / 'report.md'} (all iterations: {out_dir / 'report.md'})")
+
+
+@app.command("methods")
+def methods_() -> None:
+    """The self-alignment methods a recipe's `method:` can name, one line each."""
+    from sao import methods
+
+    for name in methods.names():
+        method = methods.get(name)
+        typer.echo(f"{name:<12} {method.summary} [trainer {method.trainer}; {method.doc}]")
 
 
 def _recipe(recipe: Path | None, name: str):

@@ -174,9 +174,28 @@ def _known(fingerprint: str | None) -> str | None:
     return None if fingerprint is None or fingerprint.endswith("@unknown") else fingerprint
 
 
+class _Absent:
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+_MISSING = _Absent()
+
+
+def _changes(old: Any, new: Any, prefix: str) -> list[str]:
+    """``key: old -> new`` for each differing leaf, nested sections as dotted keys: a changed section
+    lists the fields that changed, not two dumps of the whole section."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        child = f"{prefix}.{key}" if prefix else str(key)
+        out += _changes(old.get(key, _MISSING), new.get(key, _MISSING), child)
+    return out
+
+
 def _config_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
-    keys = sorted(set(old) | set(new))
-    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
+    return ", ".join(_changes(old, new, ""))
 
 
 class RunStore:
@@ -298,6 +317,27 @@ class RunStore:
         self.manifest.stages.pop(stage, None)
         self.save()
         return dest
+
+    def rename_stage(self, old: str, new: str) -> None:
+        """Give stage ``old`` the name ``new``: its status in the manifest, then its file.
+
+        For a stage renamed between sao versions, so that a directory written under the old name
+        resumes instead of redoing the stage. The manifest is written first (atomically): a crash
+        before the file moves leaves the old file beside the new status, and calling this again
+        finishes the move; with nothing left under ``old`` it does nothing. Raises StoreCorruptError
+        when both names hold a file, or both a status: two stages cannot be merged.
+        """
+        both_files = self.stage_path(old).exists() and self.stage_path(new).exists()
+        if both_files or (old in self.manifest.stages and new in self.manifest.stages):
+            raise StoreCorruptError(
+                f"{self.root}: has stage '{old}' and stage '{new}' both, so '{old}' cannot take the name "
+                f"'{new}'; move one of them out of the directory"
+            )
+        if old in self.manifest.stages:
+            self.manifest.stages[new] = self.manifest.stages.pop(old)
+            self.save()
+        if self.stage_path(old).exists():
+            os.replace(self.stage_path(old), self.stage_path(new))
 
     def is_done(self, stage: str) -> bool:
         status = self.manifest.stages.get(stage)

@@ -1,17 +1,23 @@
-"""The ``sao run`` recipe: the model, the iteration count, and one section per part of an iteration."""
+"""The ``sao run`` recipe: the method, the model, the iteration count, and one section per part of an iteration.
+
+``synth`` is the method's own section (`sao.methods.Method.section`): `validate_run` reads ``method``
+first, then validates the recipe with that method's `run_config_class`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, create_model, field_validator
 
+from sao import methods
 from sao.embedded_models import DEFAULT_MODEL
 from sao.engine.config import EngineSection
 from sao.errors import ConfigError
-from sao.recipe import Section
-from sao.synth.config import SynthConfig
+from sao.methods.method import Method
+from sao.recipe import Section, validate
 from sao.train.config import TrainConfig
 
 REPORT_PROMPTS = [
@@ -31,12 +37,15 @@ class ReportSection(Section):
 
 
 class RunConfig(Section):
+    """The fields every method's run recipe has; `run_config_class` adds the method's ``synth`` section."""
+
+    method: str = Field(methods.DEFAULT, description="The self-alignment method (`sao methods` lists them).")
     model: str = Field(DEFAULT_MODEL, description="Starting model: alias, local directory or HF hub id.")
     iterations: int = Field(1, ge=1, description="Synthesise-then-train rounds; each starts from the last model.")
     out: str | None = Field(None, description="Run directory; `sao run --out` overrides it.")
     trust_remote_code: bool = Field(False, description="Allow model repos to run their own Python code.")
     engine: EngineSection = Field(default_factory=EngineSection)
-    synth: SynthConfig = Field(default_factory=SynthConfig)
+    synth: Section = Field(default_factory=Section, description="The method's own section.")
     train: TrainConfig = Field(default_factory=TrainConfig)
     report: ReportSection = Field(default_factory=ReportSection)
 
@@ -52,30 +61,70 @@ class RunConfig(Section):
 
     @field_validator("synth")
     @classmethod
-    def _synth_model(cls, v: SynthConfig) -> SynthConfig:
+    def _synth_model(cls, v: Section) -> Section:
         if "model" in v.model_fields_set:
             raise ValueError("'model' belongs at the top level of a run recipe (each iteration uses the latest model)")
         return v
 
 
+@cache
+def run_config_class(method: Method) -> type[RunConfig]:
+    """`RunConfig` with ``synth`` validated by ``method``'s section (its defaults filled in)."""
+    synth = (method.section, Field(default_factory=method.section, description=f"The {method.name} method's section."))
+    return create_model(f"{method.name.title()}RunConfig", __base__=RunConfig, synth=synth)
+
+
+def validate_run(values: dict[str, Any]) -> RunConfig:
+    """A run recipe's ``values`` validated by its method's `run_config_class`.
+
+    ``train.trainer`` defaults to the method's trainer. Raises ConfigError naming the dotted field:
+    an unknown method, a field the method's section lacks, or a trainer that needs training
+    columns the method does not make.
+    """
+    name = values.get("method", methods.DEFAULT)
+    if not isinstance(name, str):
+        raise ConfigError(f"method: must be a method name ({', '.join(methods.names())}), got {name!r}")
+    method = methods.get(name)
+    train = values.get("train")
+    if train is None or isinstance(train, dict):
+        values = {**values, "train": {"trainer": method.trainer, **(train or {})}}
+    config = validate(run_config_class(method), values)
+    check_trainer(method, config.train.trainer)
+    return config
+
+
+def check_trainer(method: Method, trainer: str) -> None:
+    """ConfigError unless the rows ``method`` trains on carry every column ``trainer`` reads."""
+    from sao.train.table import trainer_columns
+
+    alternatives = trainer_columns(trainer)
+    if not any(columns <= method.columns for columns in alternatives):
+        wanted = " or ".join("{" + ", ".join(sorted(columns)) + "}" for columns in alternatives)
+        raise ConfigError(
+            f"train.trainer: '{trainer}' reads rows with {wanted}, which method '{method.name}' does not make "
+            f"(its {method.training_data} rows carry {', '.join(sorted(method.columns))})"
+        )
+
+
 # The keys that make a recipe a run recipe (`sao run` reads the whole file): a file with none of them
 # is one command's section on its own.
-RUN_KEYS = frozenset({"iterations", "synth", "train", "report"})
+RUN_KEYS = frozenset({"method", "iterations", "synth", "train", "report"})
 
 
 @dataclass(frozen=True)
 class CommandRecipe:
     """What ``--recipe FILE`` gives one command: its own section, and a run recipe's shared settings.
 
-    ``model``, ``engine`` and ``trust_remote_code`` are the run recipe's top level (None, {} and
-    False for a section file), which every command that takes ``--recipe`` applies under its own
-    section and its flags.
+    ``method``, ``model``, ``engine`` and ``trust_remote_code`` are the run recipe's top level (the
+    default method, None, {} and False for a section file), which every command that takes
+    ``--recipe`` applies under its own section and its flags.
     """
 
     section: dict[str, Any]
     model: str | None = None
     engine: dict[str, Any] = field(default_factory=dict)
     trust_remote_code: bool = False
+    method: str = methods.DEFAULT
 
 
 def command_recipe(values: dict[str, Any], section: str) -> CommandRecipe:
@@ -98,7 +147,9 @@ def command_recipe(values: dict[str, Any], section: str) -> CommandRecipe:
     trust = values.get("trust_remote_code", False)
     if not isinstance(trust, bool):
         raise ConfigError(f"trust_remote_code: must be true or false, got {trust!r}")
-    return CommandRecipe(dict(own), model, dict(engine), trust)
+    method = values.get("method", methods.DEFAULT)
+    methods.get(method if isinstance(method, str) else repr(method))  # ConfigError naming `method` if unknown
+    return CommandRecipe(dict(own), model, dict(engine), trust, method)
 
 
 def merge_sections(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

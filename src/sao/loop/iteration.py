@@ -16,6 +16,7 @@ class Iteration:
     model_in: str
     model_out: Path
     synth: RunStore
+    data_stage: str  # the synthesis stage whose rows were trained on (SAO: pairs)
     train_stats: dict[str, Any]
     before: RunStore  # greedy answers to the report prompts from model_in
     after: RunStore  # and from model_out

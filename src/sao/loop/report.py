@@ -10,7 +10,6 @@ from sao.atomic import write_text_atomic
 from sao.loop.iteration import Iteration
 from sao.stages.generate import STAGE as GENERATIONS
 from sao.store import StageStatus
-from sao.synth.pipeline import STAGES
 from sao.synth.report import stats_markdown
 from sao.train.card import metrics_table
 
@@ -35,8 +34,8 @@ def _stage_time(status: StageStatus) -> Any:
 
 def stage_seconds(iteration: Iteration) -> list[tuple[str, Any]]:
     """Wall time of each part; a resumed stage's earlier attempts are counted and labelled."""
-    stages = iteration.synth.manifest.stages
-    rows: list[tuple[str, Any]] = [(name, _stage_time(stages[name])) for name in STAGES if name in stages]
+    # The manifest lists stages in the order they first ran, which is the method's order.
+    rows: list[tuple[str, Any]] = [(name, _stage_time(s)) for name, s in iteration.synth.manifest.stages.items()]
     rows.append(("train", iteration.train_stats.get("seconds")))
     for name, samples in (("report samples before", iteration.before), ("report samples after", iteration.after)):
         rows.append((name, _stage_time(samples.manifest.stages[GENERATIONS])))
@@ -67,7 +66,7 @@ def iteration_markdown(iteration: Iteration) -> str:
         "",
         "## Training",
         "",
-        f"{stats.get('examples')} pairs, {stats.get('steps')} optimiser steps, "
+        f"{stats.get('examples')} {iteration.data_stage}, {stats.get('steps')} optimiser steps, "
         f"{stats.get('tokens_per_second')} tokens/s.",
         "",
         *metrics_table(stats),
@@ -100,7 +99,8 @@ def write_run_report(out_dir: Path, iterations: list[Iteration]) -> Path:
     lines = [
         f"# sao run: {out_dir}",
         "",
-        "| iteration | pairs | final loss | final reward margin | changed report answers | model | report |",
+        f"| iteration | {iterations[0].data_stage if iterations else 'rows'} trained on | final loss | "
+        "final reward margin | changed report answers | model | report |",
         "|---:|---:|---:|---:|---:|---|---|",
     ]
     for it in iterations:
@@ -109,7 +109,7 @@ def write_run_report(out_dir: Path, iterations: list[Iteration]) -> Path:
         changed = sum(row["samples"][0]["text"] != after[row["id"]] for row in before)
         rel_model, rel_report = os.path.relpath(it.model_out, out_dir), os.path.relpath(it.root / "report.md", out_dir)
         lines.append(
-            f"| {it.index} | {it.synth.manifest.stages['pairs'].rows} | {it.train_stats.get('final_loss')} | "
+            f"| {it.index} | {it.synth.manifest.stages[it.data_stage].rows} | {it.train_stats.get('final_loss')} | "
             f"{it.train_stats.get('final_rewards/margins')} | {changed} of {len(before)} | "
             f"`{rel_model}` | [{rel_report}]({rel_report}) |"
         )

@@ -1,10 +1,13 @@
-"""``sao run``: iterations of synthesise -> train, each from the previous iteration's model.
+"""``sao run``: iterations of a method's synthesis -> training, each from what the last one handed over.
+
+The loop knows no method and no backend: the method (`sao.methods`) gives the stages, the trainer
+and the hand-over; the engine factory gives an engine on any model.
 
 Layout of a run directory::
 
     recipe.yaml            the validated recipe, defaults filled in
     report.md              one line per iteration
-    iter-1/synth/          the five synthesis stages (a `sao synth` run directory)
+    iter-1/synth/          the method's synthesis stages (a `sao synth` run directory)
     iter-1/samples-before/ greedy answers to the report prompts from the iteration's input model
     iter-1/train/          trainer checkpoints, history.jsonl, training.png
     iter-1/model/          the trained model (HF format, model card); iteration 2 starts here
@@ -27,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from sao import methods
 from sao.atomic import write_text_atomic
 from sao.engine.factory import engine_model_info
 from sao.engine.lazy import LazyEngine, lazy_engine
@@ -34,20 +38,15 @@ from sao.errors import ConfigError, SaoError
 from sao.loop.config import RunConfig
 from sao.loop.iteration import Iteration
 from sao.loop.report import write_iteration_report, write_run_report
+from sao.methods.method import Handoff, Method
 from sao.stages.generate import ChatPrompt, GenerateConfig, run_generate
 from sao.store import RunStore
-from sao.synth.config import SynthConfig
-from sao.synth.pipeline import run_synth
-from sao.synth.report import write_report
+from sao.synth.pipeline import check_capabilities, manifest_config, method_judge, run_synth
 from sao.train.run import run_train
+from sao.train.trainers import check_trl_values
 from sao.usage import peak_rss_mb
 
 log = logging.getLogger(__name__)
-
-
-def iteration_synth_config(config: RunConfig, index: int, model: str) -> SynthConfig:
-    """Iteration k synthesises with the latest model and seed + k - 1, so that it draws new personas."""
-    return config.synth.model_copy(update={"model": model, "seed": config.synth.seed + index - 1})
 
 
 def report_prompts(config: RunConfig) -> list[ChatPrompt]:
@@ -87,25 +86,13 @@ def answer_report_prompts(
     return store
 
 
-def _engine_for(config: RunConfig, model: str, progress: bool) -> LazyEngine:
-    if config.engine.backend != "llamacpp" or model == config.model:
-        return lazy_engine(model, config.engine, trust_remote_code=config.trust_remote_code, progress=progress)
-    return LazyEngine(lambda: _trained_llamacpp_engine(config, model, progress))
-
-
-def _trained_llamacpp_engine(config: RunConfig, model: str, progress: bool) -> Any:
-    """llama.cpp on a model this run trained: its HF weights exported to GGUF once, with the tokenizer and
-    metadata of the GGUF the run started from (training changes neither)."""
-    from sao.engine.factory import build_engine
-    from sao.engine.llamacpp_engine import gguf_path
-    from sao.gguf_export import ensure_gguf
-
-    settings = config.engine.llamacpp
-    template = gguf_path(config.model, settings)
-    weights = "f16" if settings.weights == "source" else settings.weights
-    exported = ensure_gguf(Path(model), template, weights)
-    engine_settings = config.engine.model_copy(update={"llamacpp": settings.model_copy(update={"gguf": str(exported)})})
-    return build_engine(model, engine_settings, trust_remote_code=config.trust_remote_code, progress=progress)
+def policy_engine(config: RunConfig, model: str, progress: bool) -> LazyEngine:
+    """A lazy engine on ``model`` (the starting model or one this run trained), through the factory: the
+    engine knows how to serve a trained directory (llama.cpp exports it to GGUF once, from the starting
+    model's GGUF)."""
+    return lazy_engine(
+        model, config.engine, trust_remote_code=config.trust_remote_code, progress=progress, base_model=config.model
+    )
 
 
 def _peak_rss(root: Path) -> float:
@@ -118,36 +105,54 @@ def _peak_rss(root: Path) -> float:
 
 
 def run_iteration(
+    method: Method,
     config: RunConfig,
     index: int,
-    model: str,
+    handoff: Handoff,
     engine: LazyEngine,
     out_dir: Path,
     *,
     force: bool,
     progress: bool,
     chunk_size: int = 32,
-) -> tuple[Iteration, LazyEngine]:
-    """One synthesise -> train round; returns it and a (lazy) engine on the new model for the next round."""
-    root = out_dir / f"iter-{index}"
-    synth_config = iteration_synth_config(config, index, model)
+) -> tuple[Iteration, LazyEngine, Handoff]:
+    """One synthesise -> train round; returns it, a (lazy) engine on the new model and the next hand-over."""
+    root, model = out_dir / f"iter-{index}", handoff.model
+    section = method.for_iteration(config.synth, index, model)
     info = engine_model_info(model, config.engine)  # hashes the weights: once per model, not once per stage
-    store, _ = run_synth(
-        engine, synth_config, root / "synth", model_info=info, force=force, chunk_size=chunk_size, progress=progress
+    judge = method_judge(
+        method, section, engine, model, config.engine, trust_remote_code=config.trust_remote_code, progress=progress
     )
-    write_report(store)
+    store, _ = run_synth(
+        method,
+        section,
+        root / "synth",
+        engine=engine,
+        judge=judge.engine if judge else None,
+        config=manifest_config(section, judge),
+        model_info=info,
+        iteration=index,
+        earlier=handoff.earlier,
+        force=force,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
+    method.report(store)
     sampling = dict(force=force, chunk_size=chunk_size)
     before = answer_report_prompts(engine, config, info, root / "samples-before", progress, **sampling)
-    if store.manifest.stages["pairs"].rows == 0:
+    data_rows = store.manifest.stages[method.training_data].rows
+    if data_rows == 0:
         raise SaoError(
-            f"iteration {index}: synthesis kept no preference pairs (see {root / 'synth' / 'report.md'}); "
-            "raise synth.num_prompts or lower synth.judge.margin"
+            f"iteration {index}: synthesis kept no {method.training_data} rows "
+            f"(see {root / 'synth' / 'report.md'}); {method.empty_hint or 'see the method doc'}"
         )
     engine.release()  # generation's memory goes back before training starts
+    if judge is not None:
+        judge.release()  # a named judge's model; the policy's own is released above
     result = run_train(
         config.train,
         model,
-        root / "synth",
+        store.stage_path(method.training_data),
         root / "train",
         model_dir=root / "model",
         force=force,
@@ -155,11 +160,22 @@ def run_iteration(
         trust_remote_code=config.trust_remote_code,
     )
     trained = str(result.model_dir)
-    next_engine = _engine_for(config, trained, progress)
+    next_engine = policy_engine(config, trained, progress)
     after_info = engine_model_info(trained, config.engine)
     after = answer_report_prompts(next_engine, config, after_info, root / "samples-after", progress, **sampling)
-    iteration = Iteration(index, root, model, result.model_dir, store, result.metrics, before, after, _peak_rss(root))
-    return iteration, next_engine
+    iteration = Iteration(
+        index,
+        root,
+        model,
+        result.model_dir,
+        store,
+        method.training_data,
+        result.metrics,
+        before,
+        after,
+        _peak_rss(root),
+    )
+    return iteration, next_engine, method.hand_over(handoff, result.model_dir, root / "synth")
 
 
 def run_loop(
@@ -176,6 +192,9 @@ def run_loop(
             "sao run generates in one process; under accelerate launch run `sao synth` once and "
             "`accelerate launch -m sao train` per iteration (docs/training.md)"
         )
+    method = methods.get(config.method)
+    check_capabilities(method, config.synth, config.engine)  # before any model loads
+    check_trl_values(config.train)  # and before the synthesis that precedes training
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     recipe, text = out_dir / "recipe.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False)
@@ -183,18 +202,17 @@ def run_loop(
     # conflict vouches for the recipe: only then may it replace the one the directory was made with.
     if force or not recipe.is_file():  # --force overrides every conflict, so it vouches at once
         write_text_atomic(recipe, text)
-    model = config.model
-    engine = _engine_for(config, model, progress)
+    handoff = Handoff(model=config.model)
+    engine = policy_engine(config, config.model, progress)
     iterations = []
     for index in range(1, config.iterations + 1):
-        log.info("iteration %d of %d: from %s", index, config.iterations, model)
-        iteration, engine = run_iteration(
-            config, index, model, engine, out_dir, force=force, progress=progress, chunk_size=chunk_size
+        log.info("iteration %d of %d (%s): from %s", index, config.iterations, method.name, handoff.model)
+        iteration, engine, handoff = run_iteration(
+            method, config, index, handoff, engine, out_dir, force=force, progress=progress, chunk_size=chunk_size
         )
         if index == 1 and recipe.read_text() != text:
             write_text_atomic(recipe, text)
         write_iteration_report(iteration)
         iterations.append(iteration)
-        model = str(iteration.model_out)
     write_run_report(out_dir, iterations)
     return iterations

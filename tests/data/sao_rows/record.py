@@ -16,10 +16,9 @@ TESTS = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TESTS))
 
 from conftest import save_with_tokenizer, tiny_llama  # noqa: E402
+from sao.models import resolve_model_path  # noqa: E402
 from scripted_engine import ScriptedEngine  # noqa: E402
 from test_sao_rows import RECORDED, run_quickstart, stage_rows  # noqa: E402
-
-from sao.models import resolve_model_path  # noqa: E402
 
 with tempfile.TemporaryDirectory() as tmp:
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("smollm2-135m"))

@@ -1,0 +1,115 @@
+"""What a self-alignment method declares: its recipe section, its stages, its trainer, its hand-over.
+
+A method is data, not a subclass: `Method` records what the generic loop (`sao.loop.run`) and
+`sao synth` (`sao.synth.pipeline`) need to run it, and each method module (``sao.methods.<name>``)
+builds one. Nothing outside a method's own module knows its stages or its settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sao.engine.types import Engine
+from sao.recipe import Section
+from sao.stage import StageResult
+from sao.store import RunStore
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """Everything one stage of one iteration may use. Stages read earlier stages' rows from ``store``."""
+
+    section: Any  # the method's recipe section, as `Method.for_iteration` made it for this iteration
+    store: RunStore  # the iteration's synthesis directory
+    engine: Engine  # the policy: the model this iteration starts from
+    judge: Engine | None  # the judge's engine (the policy itself for judge 'self'); None if the method has none
+    iteration: int  # 1-based
+    earlier: tuple[Path, ...]  # synthesis directories of the earlier iterations, oldest first
+    chunk_size: int = 32
+    progress: bool = True
+
+
+EngineRole = Literal["policy", "judge", "none"]
+
+
+def never_skipped(section: Any) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One resumable step that writes a stage file (`sao.stage.run_stage`) in the synthesis directory.
+
+    ``skipped(section)`` is why the stage does not run under these settings, or None when it runs.
+    ``needs`` are the capabilities (`sao.engine.capabilities`) the engine of ``role`` must have;
+    they are checked against the recipe's backend before any model loads.
+    """
+
+    name: str
+    run: Callable[[StageContext], StageResult]
+    role: EngineRole = "policy"
+    needs: frozenset[str] = frozenset()
+    skipped: Callable[[Any], str | None] = never_skipped
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What one iteration hands to the next: the model to start from, and the synthesis so far."""
+
+    model: str
+    earlier: tuple[Path, ...] = ()
+
+
+def hand_over(previous: Handoff, model_out: Path, synth_dir: Path) -> Handoff:
+    """The default: the next iteration starts from the trained model and sees this one's data."""
+    return Handoff(model=str(model_out), earlier=(*previous.earlier, synth_dir))
+
+
+def unchanged(section: Any, index: int, model: str) -> Any:
+    return section
+
+
+@dataclass(frozen=True)
+class Method:
+    """A self-alignment method, as the loop and the registry see it.
+
+    - ``section``: its recipe section (the recipe's ``synth:``), a `sao.recipe.Section`;
+    - ``stages``: in order, turning the iteration's model into ``training_data``'s rows;
+    - ``trainer``: the default ``train.trainer`` (`sao.train.table`); ``columns`` are the columns
+      of the training rows, so that a trainer needing others is refused before anything runs;
+    - ``judge``: where the section keeps its judge settings (`sao.judge`), or None;
+    - ``for_iteration(section, index, model)``: the section iteration ``index`` runs with;
+    - ``hand_over``: what an iteration passes to the next (`Handoff`);
+    - ``report``: writes the synthesis report of a directory (``report.md``, plots);
+    - ``empty_hint``: the settings to change when the training data came out empty.
+    """
+
+    name: str
+    summary: str  # one line, for `sao methods`
+    section: type[Section]
+    stages: tuple[Stage, ...]
+    trainer: str
+    training_data: str
+    columns: frozenset[str]
+    report: Callable[[RunStore], Any]
+    judge: Callable[[Any], Any] | None = None
+    for_iteration: Callable[[Any, int, str], Any] = unchanged
+    hand_over: Callable[[Handoff, Path, Path], Handoff] = hand_over
+    empty_hint: str = ""
+    doc: str = ""  # the method's page under docs/
+    stage_names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = tuple(stage.name for stage in self.stages)
+        if len(set(names)) != len(names):
+            raise ValueError(f"method {self.name}: two stages share a name ({', '.join(names)})")
+        if self.training_data not in names:
+            raise ValueError(f"method {self.name}: training_data '{self.training_data}' is not one of its stages")
+        object.__setattr__(self, "stage_names", names)
+
+    def active_stages(self, section: Any) -> tuple[Stage, ...]:
+        """The stages that run under ``section``, in order."""
+        return tuple(stage for stage in self.stages if stage.skipped(section) is None)
