@@ -42,15 +42,16 @@ AFTER, EXPORT = "report samples after", "GGUF export of the trained model"
 
 
 def timed_gguf_export() -> list[float]:
-    """Time every `sao.gguf_export.ensure_gguf` call from now on; returns the list the seconds go to.
+    """Time every GGUF export (`ensure_gguf`, as the llama.cpp engine calls it) from now on; returns the
+    list the seconds go to.
 
     The loop exports the trained model inside the "after" samples' stage (the llama.cpp engine
     is built on first use), so the stage's recorded time would count the export as sampling.
     """
-    import sao.gguf_export
+    import sao.engine.llamacpp_engine
 
     seconds: list[float] = []
-    export = sao.gguf_export.ensure_gguf
+    export = sao.engine.llamacpp_engine.ensure_gguf
 
     def timed(*args, **kwargs):  # noqa: ANN002, ANN003 - passes ensure_gguf's arguments through
         start = time.perf_counter()
@@ -59,19 +60,19 @@ def timed_gguf_export() -> list[float]:
         finally:
             seconds.append(time.perf_counter() - start)
 
-    sao.gguf_export.ensure_gguf = timed  # looked up at call time by sao.loop.run
+    sao.engine.llamacpp_engine.ensure_gguf = timed  # looked up at call time by the engine's served_gguf
     return seconds
 
 
 def child(backend: str, out: Path, overrides: list[str]) -> None:
     """Run the recipe's first iteration with ``backend`` and write its stage seconds and peak RSS."""
-    from sao.loop.config import RunConfig
+    from sao.loop.config import validate_run
     from sao.loop.report import stage_seconds
     from sao.loop.run import run_loop
-    from sao.recipe import apply_overrides, load_yaml, validate
+    from sao.recipe import apply_overrides, load_yaml
 
     values = apply_overrides(load_yaml(RECIPE), [*overrides, f"engine.backend={backend}", "iterations=1"])
-    config = validate(RunConfig, values)
+    config = validate_run(values)
     export_seconds = timed_gguf_export()
     iteration = run_loop(config, out / "run", progress=False)[0]
     stats = iteration.synth.manifest.stages

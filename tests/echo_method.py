@@ -33,6 +33,7 @@ class AnswerRow(BaseModel):
     question: str
     answer: str
     finish_reason: str
+    earlier: int  # earlier iterations handed over (`StageContext.earlier`): the hand-over, made visible
 
 
 class ExampleRow(BaseModel):
@@ -60,7 +61,13 @@ def answers(ctx: StageContext) -> StageResult:
         ]
         done = ctx.engine.generate([[{"role": "user", "content": q}] for _, q in chunk], params)
         return [
-            AnswerRow(id=i, question=q, answer=c.samples[0].text, finish_reason=c.samples[0].finish_reason)
+            AnswerRow(
+                id=i,
+                question=q,
+                answer=c.samples[0].text,
+                finish_reason=c.samples[0].finish_reason,
+                earlier=len(ctx.earlier),
+            )
             for (i, q), c in zip(chunk, done)
         ]
 

@@ -3,6 +3,7 @@ engine, so that the real default model only trains)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -15,25 +16,40 @@ from scripted_engine import ScriptedEngine
 REPO = Path(__file__).resolve().parents[1]
 
 
-def readme_example() -> str:
-    text = (REPO / "README.md").read_text()
-    match = re.search(r"<!-- api-example -->\n```python\n(.*?)```", text, flags=re.S)
-    assert match, "README.md lost its <!-- api-example --> block"
+def example(doc: str, marker: str) -> str:
+    """The python block after ``<!-- marker -->`` in ``doc``."""
+    text = (REPO / doc).read_text()
+    match = re.search(rf"<!-- {marker} -->\n```python\n(.*?)```", text, flags=re.S)
+    assert match, f"{doc} lost its <!-- {marker} --> block"
     return match.group(1)
+
+
+def run_example(doc: str, marker: str, cwd: Path, monkeypatch) -> None:
+    """Run a documented example verbatim in ``cwd``, with generation by `ScriptedEngine`."""
+    (cwd / "recipes").symlink_to(REPO / "recipes")
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr("sao.engine.lazy.build_engine", lambda *args, **kwargs: ScriptedEngine())
+    exec(compile(example(doc, marker), doc, "exec"), {})
 
 
 @pytest.mark.slow
 def test_the_readme_api_example_runs(tmp_path, monkeypatch, capsys) -> None:
-    (tmp_path / "recipes").symlink_to(REPO / "recipes")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sao.engine.lazy.build_engine", lambda *args, **kwargs: ScriptedEngine())
-    exec(compile(readme_example(), "README.md", "exec"), {})
+    run_example("README.md", "api-example", tmp_path, monkeypatch)
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == "['sao']"
     assert printed[1] == "('personas', 'prompts', 'responses', 'judgements', 'pairs')"
     assert re.fullmatch(r"[1-9]\d* pairs in runs/api-synth/pairs.jsonl", printed[2])
     assert (tmp_path / "runs" / "api-run" / "iter-1" / "model" / "config.json").is_file()
-    assert printed[3].startswith("trained model: runs/api-run/iter-1/model")
+    # The trainer logs its steps to stdout between the example's own lines.
+    assert printed[-1].startswith("trained model: runs/api-run/iter-1/model report: runs/api-run/iter-1/report.md")
+
+
+def test_the_sao_doc_api_example_runs(tmp_path, monkeypatch, capsys) -> None:
+    run_example("docs/synth.md", "synth-api-example", tmp_path, monkeypatch)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["simpo pairs", "['personas', 'prompts', 'responses', 'judgements']"]
+    rows = [line for line in (tmp_path / "runs" / "synth-api" / "responses.jsonl").read_text().splitlines()]
+    assert rows and all(len(json.loads(row)["samples"]) == 3 for row in rows)  # the dict's settings were used
 
 
 def test_the_api_takes_a_dict_and_reports_bad_fields_as_the_cli_does(tmp_path) -> None:

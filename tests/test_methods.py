@@ -113,7 +113,9 @@ def test_a_method_registered_in_the_tests_runs_two_iterations_killed_and_resumed
 
     resumed = _sao_run(recipe, out)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    ids = [json.loads(line)["id"] for line in answers.read_text().splitlines()]
+    rows = [json.loads(line) for line in answers.read_text().splitlines()]
+    ids = [row["id"] for row in rows]
+    assert {row["earlier"] for row in rows} == {1}  # iteration 2 was handed iteration 1's directory, resumed too
     assert len(ids) == len(set(ids)) == 4 * len(echo_method.QUESTIONS)  # none lost, none written twice
     stages = _manifest(out / "iter-2" / "synth")["stages"]
     assert stages["answers"]["attempts"] == 2 and stages["examples"]["rows"] == len(ids)

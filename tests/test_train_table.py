@@ -21,7 +21,7 @@ from transformers import AutoTokenizer
 
 from conftest import PAIRS
 from sao.errors import ConfigError
-from sao.loop.config import RunConfig
+from sao.loop.config import validate_run
 from sao.recipe import Section, validate
 from sao.train.config import TRAINER_NAMES, TrainConfig
 from sao.train.pretokenized import preference_trainer, simpo_trainer
@@ -192,7 +192,7 @@ def test_trl_fields_reach_the_trl_config(tmp_path):
 def test_trl_fields_refused_at_validation_name_the_field(train, message):
     field = next(iter(train["trl"]))
     with pytest.raises(ConfigError, match=rf"^train\.trl\.{field}: .*{message}"):
-        validate(RunConfig, {"train": train})
+        validate_run({"train": train})
     with pytest.raises(ConfigError, match=rf"^trl\.{field}: "):  # `sao train --set trl.FIELD=...`
         validate(TrainConfig, train)
 
@@ -223,7 +223,7 @@ def test_a_trl_value_trl_rejects_names_the_field(tmp_path):
 )
 def test_old_flat_keys_name_their_new_place(train, field, place):
     with pytest.raises(ConfigError, match=rf"^train\.{field}: .*{place}"):
-        validate(RunConfig, {"train": train})
+        validate_run({"train": train})
 
 
 # --- the TRL internals sao overrides -------------------------------------------------------------
