@@ -199,3 +199,35 @@ def test_sao_run_refuses_a_trl_value_before_synthesis(tmp_path, no_model_loads) 
     assert isinstance(result.exception, ConfigError)
     assert str(result.exception).startswith("train.trl.optim: no_such_optimizer is not a valid OptimizerNames")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_named_judge_is_built_once_per_iteration_judges_alone_and_is_pinned_in_the_manifest(
+    tmp_path, tiny_model_dir, chatty_tiny_dir, monkeypatch
+) -> None:
+    from scripted_engine import ScriptedEngine
+
+    engines: dict[str, list[ScriptedEngine]] = {}
+
+    def build(model, *args, **kwargs):
+        engines.setdefault(Path(model).name, []).append(ScriptedEngine())
+        return engines[Path(model).name][-1]
+
+    monkeypatch.setattr("sao.engine.lazy.build_engine", build)
+    recipe = {
+        "model": str(tiny_model_dir),
+        "synth": {"num_prompts": 6, "judge": {"model": str(chatty_tiny_dir)}},
+        "train": {"epochs": 1, "max_length": 128, "report_to": "none", "dtype": "float32"},
+        "report": {"prompts": ["Hi."], "max_new_tokens": 8},
+    }
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    judge = engines.pop(chatty_tiny_dir.name)
+    assert len(judge) == 1 and judge[0].calls > 0  # built once, and it judged
+    # The policy's engines (before and after training) generated everything else and judged nothing.
+    assert all(e.calls > 0 for e in engines[tiny_model_dir.name])
+    manifest = _manifest(tmp_path / "run" / "iter-1" / "synth")
+    assert manifest["config"]["judge_identity"]["spec"] == str(chatty_tiny_dir)
+    assert manifest["config"]["judge_identity"]["fingerprint"].startswith("sha256:")
+    pairs = (tmp_path / "run" / "iter-1" / "synth" / "pairs.jsonl").read_text().splitlines()
+    assert pairs and json.loads(pairs[0])["generation"]["judge"]["model"] == str(chatty_tiny_dir)

@@ -27,7 +27,8 @@ from sao.train.config import TRAINER_NAMES, TrainConfig
 from sao.train.pretokenized import preference_trainer, simpo_trainer
 from sao.train.run import run_train
 from sao.train.table import PAIR_COLUMNS, TRAINERS, trainer_columns
-from sao.train.trainers import COMMON_SETS, build_trainer, common_arguments, training_arguments
+from sao.train.trainers import build_trainer, common_arguments, training_arguments
+from sao.train.trl_fields import COMMON_SETS
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"report_to": "none", "gradient_checkpointing": False, "max_length": 128}

@@ -13,12 +13,9 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, TypedDict
+from typing import Literal, Protocol, TypedDict
 
 from sao.errors import ConfigError
-
-if TYPE_CHECKING:
-    from sao.engine.capabilities import Capability
 
 FinishReason = Literal["stop", "length"]
 
@@ -197,7 +194,9 @@ class Engine(Protocol):
     """
 
     kind: str
-    capabilities: frozenset[Capability]
+    # `sao.engine.capabilities.Capability` values (a StrEnum); typed as str here because that module
+    # builds on this one.
+    capabilities: frozenset[str]
 
     def generate(
         self, prompts: Sequence[Prompt], sampling: SamplingParams | Sequence[SamplingParams]

@@ -13,6 +13,8 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sao.recipe import Section
+from sao.train.sections import DPOSection, IPOSection, RobustDPOSection, SFTSection, SimPOSection
+from sao.train.trl_fields import trl_field_problem
 
 TrainerName = Literal["simpo", "dpo", "ipo", "robust_dpo", "sft"]
 TRAINER_NAMES: tuple[str, ...] = get_args(TrainerName)
@@ -26,53 +28,6 @@ class LoraSection(Section):
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Module names to adapt, or 'all-linear' (every linear layer but the output head)."
     )
-
-
-class SimPOSection(Section):
-    """SimPO: reference-free, length-normalised (TRL's CPOTrainer with its SimPO loss)."""
-
-    # SimPO's β scales a per-token (length-normalised) log-prob, so it is two orders larger
-    # than DPO's, which scales a summed log-ratio.
-    beta: float = Field(10.0, gt=0, description="Reward scale β on the mean per-token log-prob (paper: 10).")
-    gamma_beta_ratio: float = Field(
-        0.3, ge=0, description="Target margin as γ/β (the SimPO authors tune this ratio; paper: γ 3, β 10)."
-    )
-    label_smoothing: float = Field(
-        0.0, ge=0, lt=0.5, description="Assumed share of flipped labels, mixed into the loss (0: none)."
-    )
-
-
-class DPOSection(Section):
-    beta: float = Field(0.1, gt=0, description="Reward scale β on the summed log-ratio to the reference.")
-    label_smoothing: float = Field(
-        0.0, ge=0, lt=0.5, description="Conservative DPO's share of flipped labels, mixed into the loss (0: none)."
-    )
-
-
-class IPOSection(Section):
-    beta: float = Field(
-        0.1,
-        gt=0,
-        description="IPO's τ: the loss pulls the log-ratio gap towards 1/(2β), so a larger β keeps the model "
-        "closer to the reference.",
-    )
-
-
-class RobustDPOSection(Section):
-    beta: float = Field(0.1, gt=0, description="Reward scale β on the summed log-ratio to the reference.")
-    # At ε = 0 the robust loss is DPO's exactly, so the default must be above it to mean anything.
-    label_smoothing: float = Field(
-        0.1,
-        gt=0,
-        lt=0.5,
-        description="ε, the assumed share of pairs whose judge picked the wrong response; the loss is corrected "
-        "for it (at 0 it would be plain DPO). 0.1: one pair in ten, a modest rate for self-judged pairs; "
-        "1 - the agreement `sao judge-eval` measures is an estimate.",
-    )
-
-
-class SFTSection(Section):
-    """SFT has no options of its own: it trains on each pair's chosen response (or a row's completion)."""
 
 
 # Keys of the flat section before each trainer had its own: a recipe or an old run directory's
@@ -156,8 +111,6 @@ class TrainConfig(Section):
     def _trl_fields(self) -> TrainConfig:
         if not self.trl:
             return self  # no TRL import for the common case: `sao run` validates before any training
-        from sao.train.trainers import trl_field_problem  # the table behind it imports this module
-
         for key, value in self.trl.items():
             problem = trl_field_problem(self.trainer, key)
             if problem:

@@ -14,8 +14,8 @@ from typing import Any
 
 from sao.errors import ConfigError
 from sao.recipe import Section
-from sao.train.config import DPOSection, IPOSection, RobustDPOSection, SimPOSection
 from sao.train.pretokenized import preference_trainer, sft_trainer, simpo_trainer
+from sao.train.sections import DPOSection, IPOSection, RobustDPOSection, SimPOSection
 from sao.train.tokenize import Tokenized, preference_examples, sft_examples
 
 PAIR_COLUMNS = frozenset({"prompt", "chosen", "rejected"})
