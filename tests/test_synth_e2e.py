@@ -50,7 +50,8 @@ def clean_run(tmp_path_factory) -> Path:
     proc = synth(out)
     stdout, stderr = proc.communicate(timeout=900)
     assert proc.returncode == 0, stderr
-    assert "preference pairs" in stdout
+    rows = len((out / "pairs.jsonl").read_text().splitlines())
+    assert f"{rows} rows in {out / 'pairs.jsonl'}; report: {out / 'report.md'}" in stdout
     return out
 
 

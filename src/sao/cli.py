@@ -250,7 +250,7 @@ def synth(
         typer.echo(f"stopped after {until}; rerun without --until to finish. Report: {md}")
         return
     data = store.manifest.stages[method.training_data]
-    typer.echo(f"{data.rows} {method.training_data} rows in {store.stage_path(method.training_data)}; report: {md}")
+    typer.echo(f"{data.rows} rows in {store.stage_path(method.training_data)}; report: {md}")
     if push_to_hub:
         from sao.stages.pairs import push_to_hub as push
 

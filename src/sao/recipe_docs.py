@@ -55,7 +55,10 @@ def section_table(cls: type[BaseModel], prefix: str, *, skip: tuple[str, ...] = 
             nested.append((name, annotation))
             continue
         default = "required" if field.is_required() else _default(field.get_default(call_default_factory=True))
-        lines.append(f"| `{prefix}{name}` | {default} | {field.description} |")
+        meaning = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `{prefix}{name}` | {default} | {meaning} |")
+    if len(lines) == 2 and not nested:
+        lines = ["*(no fields)*"]
     for name, sub in nested:
         lines += ["", f"## `{prefix}{name}`", "", *section_table(sub, f"{prefix}{name}.")]
     return lines
