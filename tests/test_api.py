@@ -36,7 +36,7 @@ def run_example(doc: str, marker: str, cwd: Path, monkeypatch) -> None:
 def test_the_readme_api_example_runs(tmp_path, monkeypatch, capsys) -> None:
     run_example("README.md", "api-example", tmp_path, monkeypatch)
     printed = capsys.readouterr().out.splitlines()
-    assert printed[0] == "['sao']"
+    assert printed[0] == "['sao', 'dno']"
     assert printed[1] == "('personas', 'prompts', 'responses', 'judgements', 'pairs')"
     assert re.fullmatch(r"[1-9]\d* pairs in runs/api-synth/pairs.jsonl", printed[2])
     assert (tmp_path / "runs" / "api-run" / "iter-1" / "model" / "config.json").is_file()
@@ -50,6 +50,16 @@ def test_the_sao_doc_api_example_runs(tmp_path, monkeypatch, capsys) -> None:
     assert printed == ["simpo pairs", "['personas', 'prompts', 'responses', 'judgements']"]
     rows = [line for line in (tmp_path / "runs" / "synth-api" / "responses.jsonl").read_text().splitlines()]
     assert rows and all(len(json.loads(row)["samples"]) == 3 for row in rows)  # the dict's settings were used
+
+
+def test_the_dno_doc_api_example_runs(tmp_path, monkeypatch, capsys) -> None:
+    (tmp_path / "tests").symlink_to(REPO / "tests")
+    (tmp_path / "benchmarks").symlink_to(REPO / "benchmarks")
+    run_example("docs/methods/dno.md", "dno-api-example", tmp_path, monkeypatch)
+    assert capsys.readouterr().out.splitlines() == [
+        "('prompts', 'samples', 'scores', 'pairs', 'training')",
+        "dpo 0.1 3",
+    ]
 
 
 def test_the_api_takes_a_dict_and_reports_bad_fields_as_the_cli_does(tmp_path) -> None:

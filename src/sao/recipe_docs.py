@@ -34,7 +34,8 @@ the section itself. `--set section.key=value` overrides any field, e.g.
 and its `model` is the default baseline and judge of `sao eval` and the judge of `sao judge-eval`.
 
 Shipped recipes: `recipes/quickstart-cpu.yaml` (the embedded model, one iteration on a
-CPU), `recipes/sao-gemma2-9b.yaml` and `recipes/sao-llama3-8b.yaml` (the paper's settings).
+CPU), `recipes/sao-gemma2-9b.yaml` and `recipes/sao-llama3-8b.yaml` (the paper's settings),
+`recipes/dno-quickstart-cpu.yaml` (DNO, two iterations of the embedded model).
 """
 
 

@@ -70,7 +70,13 @@ class RunConfig(Section):
 @cache
 def run_config_class(method: Method) -> type[RunConfig]:
     """`RunConfig` with ``synth`` validated by ``method``'s section (its defaults filled in)."""
-    synth = (method.section, Field(default_factory=method.section, description=f"The {method.name} method's section."))
+    description = f"The {method.name} method's section."
+    # A section with required fields (DNO's prompt set) makes `synth:` required, with the field named.
+    required = any(field.is_required() for field in method.section.model_fields.values())
+    synth = (
+        method.section,
+        Field(description=description) if required else Field(default_factory=method.section, description=description),
+    )
     return create_model(f"{method.name.title()}RunConfig", __base__=RunConfig, synth=synth)
 
 

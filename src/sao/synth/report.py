@@ -7,7 +7,6 @@ from typing import Any
 
 from sao.store import RunStore
 
-STAGE_ORDER = ("personas", "prompts", "responses", "judgements", "pairs")
 _HEADLINES = {
     "prompts": ("parse_failure_rate", "repetition_rate", "distinct_1", "distinct_2"),
     "responses": ("mean_tokens", "truncated_samples"),
@@ -41,10 +40,7 @@ def stats_markdown(store: RunStore) -> str:
         "| stage | status | rows in | kept | dropped (by reason) | seconds |",
         "|---|---|---:|---:|---|---:|",
     ]
-    for name in STAGE_ORDER:
-        if name not in stages:
-            continue
-        s = stages[name]
+    for name, s in stages.items():  # in the order they first ran: the method's order
         rows_in = s.stats.get("rows_in", s.rows)
         kept = s.stats.get("kept", s.stats.get("pairs", s.rows))
         seconds = _fmt(round(s.seconds, 1) if s.attempts else s.stats.get("seconds"))  # stats: older manifests
@@ -53,10 +49,12 @@ def stats_markdown(store: RunStore) -> str:
         cells = [name, s.status, rows_in, kept, _fmt(s.stats.get("dropped", {})), seconds]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     for name, keys in _HEADLINES.items():
-        if name in stages:
+        # Another method may have a stage of the same name without these statistics.
+        present = [k for k in keys if name in stages and k in stages[name].stats]
+        if present:
             lines += [
                 "",
-                f"**{name}**: " + "; ".join(f"{k.replace('_', ' ')} {_fmt(stages[name].stats.get(k))}" for k in keys),
+                f"**{name}**: " + "; ".join(f"{k.replace('_', ' ')} {_fmt(stages[name].stats[k])}" for k in present),
             ]
     return "\n".join(lines) + "\n"
 

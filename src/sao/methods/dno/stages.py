@@ -1,0 +1,302 @@
+"""DNO-Prct's stages for one iteration: prompts (split D_t) -> K samples -> rubric scores -> large-margin
+pairs -> training rows (this iteration's pairs plus capped draws of earlier ones). Each is a resumable
+`sao.stage.run_stage`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from sao.engine import SamplingParams, derive_seed
+from sao.eval.formats import read_instructions, read_outputs
+from sao.methods.dno.config import DNOConfig
+from sao.methods.dno.mixing import mix
+from sao.methods.dno.rubric import parse_scores, rubric_request
+from sao.methods.dno.rules import GOLD, POLICY, Candidate, choose_pair, repeated_share
+from sao.methods.dno.splits import deal
+from sao.methods.method import StageContext
+from sao.stage import StageResult, drop_stats, kept, run_stage
+from sao.store import read_rows
+
+PROMPTS, SAMPLES, SCORES, PAIRS, TRAINING = "prompts", "samples", "scores", "pairs", "training"
+
+
+class DNOPrompt(BaseModel):
+    id: str  # "t<iteration>-<prompt id>": unique across iterations, whose splits never overlap
+    schema_version: int = 1
+    source_id: str
+    messages: list[dict[str, str]]
+    gold: str | None
+
+
+class DNOSample(BaseModel):
+    text: str
+    finish_reason: str
+    num_tokens: int
+    seed: int | None
+
+
+class DNOSamples(BaseModel):
+    id: str
+    schema_version: int = 1
+    samples: list[DNOSample]
+    usable: list[int]  # distinct, non-empty samples that ended by themselves
+    drop_reason: str | None = None
+
+
+class ScoredCandidate(BaseModel):
+    origin: str  # "policy" or "gold"
+    sample: int | None  # the sample's index; None for the gold answer
+    score: float | None
+    repetitive: bool
+
+
+class DNOScores(BaseModel):
+    id: str
+    schema_version: int = 1
+    candidates: list[ScoredCandidate]
+    output: str  # the judge's text, kept for inspection
+    drop_reason: str | None = None
+
+
+class DNOPair(BaseModel):
+    id: str
+    schema_version: int = 1
+    prompt: list[dict[str, str]]
+    chosen: list[dict[str, str]]
+    rejected: list[dict[str, str]]
+    chosen_origin: str | None
+    chosen_score: float | None
+    rejected_score: float | None
+    iteration: int  # the iteration that made the pair (training rows may come from earlier ones)
+    drop_reason: str | None = None
+
+
+def split_rows(section: DNOConfig, iteration: int) -> tuple[list[DNOPrompt], list[DNOPrompt]]:
+    """(validation rows, iteration ``iteration``'s rows) from the prompt set and its gold answers."""
+    instructions = read_instructions(section.prompts.source)
+    gold = read_outputs(section.prompts.gold) if section.prompts.gold else {}
+    p = section.prompts
+    validation, split = deal(
+        instructions, validation=p.validation, per_iteration=p.per_iteration, iteration=iteration, seed=p.seed
+    )
+
+    def row(instruction: Any, prefix: str) -> DNOPrompt:
+        answer = gold.get(instruction.id)
+        return DNOPrompt(
+            id=f"{prefix}-{instruction.id}",
+            source_id=instruction.id,
+            messages=instruction.messages,
+            gold=answer.text if answer else None,
+        )
+
+    return [row(i, "val") for i in validation], [row(i, f"t{iteration}") for i in split]
+
+
+def run_prompts(ctx: StageContext) -> StageResult:
+    _, split = split_rows(ctx.section, ctx.iteration)
+    return run_stage(
+        ctx.store,
+        PROMPTS,
+        split,
+        key=lambda r: r.id,
+        process=lambda chunk: chunk,
+        chunk_size=ctx.chunk_size,
+        progress=ctx.progress,
+    )
+
+
+def _usable(samples: list[DNOSample]) -> tuple[list[int], str | None]:
+    usable, seen = [], set()
+    for i, s in enumerate(samples):
+        text = s.text.strip()
+        if text and s.finish_reason != "length" and text not in seen:
+            usable.append(i)
+            seen.add(text)
+    return usable, None if usable else "no_usable_sample"
+
+
+def run_samples(ctx: StageContext) -> StageResult:
+    s = ctx.section.samples
+
+    def process(chunk: list[dict[str, Any]]) -> list[DNOSamples]:
+        params = [
+            SamplingParams(
+                n=s.k,
+                temperature=s.temperature,
+                top_p=s.top_p,
+                max_new_tokens=s.max_new_tokens,
+                seed=derive_seed(s.seed, SAMPLES, row["id"]),
+            )
+            for row in chunk
+        ]
+        rows = []
+        for row, completion in zip(chunk, ctx.engine.generate([r["messages"] for r in chunk], params)):
+            samples = [
+                DNOSample(text=x.text, finish_reason=x.finish_reason, num_tokens=x.num_tokens, seed=x.seed)
+                for x in completion.samples
+            ]
+            usable, reason = _usable(samples)
+            rows.append(DNOSamples(id=row["id"], samples=samples, usable=usable, drop_reason=reason))
+        return rows
+
+    return run_stage(
+        ctx.store,
+        SAMPLES,
+        ctx.store.rows(PROMPTS),
+        key=lambda r: r["id"],
+        process=process,
+        chunk_size=ctx.chunk_size,
+        stats=drop_stats,
+        progress=ctx.progress,
+    )
+
+
+def line_up(prompt: dict[str, Any], sampled: dict[str, Any]) -> list[tuple[str, int | None, str]]:
+    """The candidates the judge scores, in order: the usable policy samples, then the gold answer."""
+    out = [(POLICY, i, sampled["samples"][i]["text"]) for i in sampled["usable"]]
+    return out + ([(GOLD, None, prompt["gold"])] if prompt.get("gold") else [])
+
+
+def run_scores(ctx: StageContext) -> StageResult:
+    assert ctx.judge is not None  # DNO names a judge ('self' by default)
+    prompts = {r["id"]: r for r in ctx.store.rows(PROMPTS)}
+    section = ctx.section
+
+    def process(chunk: list[dict[str, Any]]) -> list[DNOScores]:
+        line_ups = [line_up(prompts[row["id"]], row) for row in chunk]
+        requests = [
+            [
+                {
+                    "role": "user",
+                    "content": rubric_request(
+                        prompts[row["id"]]["messages"][-1]["content"],
+                        [text for _, _, text in candidates],
+                        section.judge.template,
+                    ),
+                }
+            ]
+            for row, candidates in zip(chunk, line_ups)
+        ]
+        judged = ctx.judge.generate(
+            requests, SamplingParams(temperature=0, max_new_tokens=section.judge.max_new_tokens)
+        )
+        rows = []
+        for row, candidates, completion in zip(chunk, line_ups, judged):
+            output = completion.samples[0].text
+            scores = parse_scores(output, len(candidates))
+            n = section.pairs.repetition_ngram
+            rows.append(
+                DNOScores(
+                    id=row["id"],
+                    candidates=[
+                        ScoredCandidate(
+                            origin=origin,
+                            sample=sample,
+                            score=None if scores is None else scores[i],
+                            repetitive=repeated_share(text, n) > section.pairs.max_repeated_share,
+                        )
+                        for i, (origin, sample, text) in enumerate(candidates)
+                    ],
+                    output=output,
+                    drop_reason="parse_failure" if scores is None else None,
+                )
+            )
+        return rows
+
+    items = [row for row in kept(ctx.store.rows(SAMPLES)) if len(line_up(prompts[row["id"]], row)) >= 2]
+    return run_stage(
+        ctx.store,
+        SCORES,
+        items,
+        key=lambda r: r["id"],
+        process=process,
+        chunk_size=ctx.chunk_size,
+        stats=drop_stats,
+        progress=ctx.progress,
+    )
+
+
+def pair_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pairs kept and dropped per rule, and the share whose positive is a policy sample (DNO's Table 2)."""
+    stats = drop_stats(rows)
+    pairs = kept(rows)
+    stats["policy_positive_share"] = (
+        round(sum(r["chosen_origin"] == POLICY for r in pairs) / len(pairs), 4) if pairs else None
+    )
+    return stats
+
+
+def run_pairs(ctx: StageContext) -> StageResult:
+    prompts = {r["id"]: r for r in ctx.store.rows(PROMPTS)}
+    samples = {r["id"]: r for r in ctx.store.rows(SAMPLES)}
+    rules = ctx.section.pairs
+
+    def process(chunk: list[dict[str, Any]]) -> list[DNOPair]:
+        rows = []
+        for scored in chunk:
+            texts = [text for _, _, text in line_up(prompts[scored["id"]], samples[scored["id"]])]
+            candidates = [
+                Candidate(index=i, origin=c["origin"], text=texts[i], score=c["score"], repetitive=c["repetitive"])
+                for i, c in enumerate(scored["candidates"])
+            ]
+            choice = choose_pair(
+                candidates, min_positive=rules.min_positive, gold_gap=rules.gold_gap, policy_gap=rules.policy_gap
+            )
+            chosen, rejected = choice.positive, choice.negative
+            rows.append(
+                DNOPair(
+                    id=scored["id"],
+                    prompt=prompts[scored["id"]]["messages"],
+                    chosen=[{"role": "assistant", "content": chosen.text if chosen else ""}],
+                    rejected=[{"role": "assistant", "content": rejected.text if rejected else ""}],
+                    chosen_origin=chosen.origin if chosen else None,
+                    chosen_score=chosen.score if chosen else None,
+                    rejected_score=rejected.score if rejected else None,
+                    iteration=ctx.iteration,
+                    drop_reason=None if choice.rule == "kept" else choice.rule,
+                )
+            )
+        return rows
+
+    return run_stage(
+        ctx.store,
+        PAIRS,
+        kept(ctx.store.rows(SCORES)),
+        key=lambda r: r["id"],
+        process=process,
+        chunk_size=ctx.chunk_size,
+        stats=pair_stats,
+        progress=ctx.progress,
+    )
+
+
+def earlier_pairs(directories: tuple[Path, ...]) -> list[list[dict[str, Any]]]:
+    """Each earlier iteration's own kept pairs (not its mixed training rows), oldest first."""
+    return [kept(read_rows(directory / f"{PAIRS}.jsonl")) for directory in directories]
+
+
+def training_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    by_iteration: dict[int, int] = {}
+    for row in rows:
+        by_iteration[row["iteration"]] = by_iteration.get(row["iteration"], 0) + 1
+    return {"rows": len(rows), "from_iteration": {str(k): v for k, v in sorted(by_iteration.items())}}
+
+
+def run_training(ctx: StageContext) -> StageResult:
+    own = kept(ctx.store.rows(PAIRS))
+    rows = mix(
+        own, earlier_pairs(ctx.earlier), ctx.section.mix.previous, derive_seed(ctx.section.mix.seed, ctx.iteration)
+    )
+    return run_stage(
+        ctx.store,
+        TRAINING,
+        [DNOPair(**{k: v for k, v in r.items() if k != "input_digest"}) for r in rows],
+        key=lambda r: r.id,
+        process=lambda chunk: chunk,
+        chunk_size=max(ctx.chunk_size, 1),
+        stats=training_stats,
+        progress=ctx.progress,
+    )
