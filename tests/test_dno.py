@@ -19,6 +19,7 @@ from sao.methods.dno.mixing import mix, mix_caps
 from sao.methods.dno.rubric import parse_scores, rubric_request
 from sao.methods.dno.rules import GOLD, POLICY, Candidate, choose_pair, repeated_share
 from sao.methods.dno.splits import deal
+from scripted_engine import ScriptedEngine
 
 RULES = dict(min_positive=5, gold_gap=2, policy_gap=1)
 
@@ -90,11 +91,13 @@ def test_rubric_scores_are_read_strictly() -> None:
     assert "Response 1:\nRed." in request and "Response 2:\nBlue." in request and "2 candidate" in request
 
 
-class RubricJudge:
-    """Scores each candidate by its length, deterministically; ``fail_after`` interrupts a call, as a kill would."""
+class RubricJudge(ScriptedEngine):
+    """Scores each candidate by its length, deterministically; ``fail_after`` interrupts a call, as a kill would.
+    Its log-probs (the validation judge's pairwise verdicts) are `ScriptedEngine`'s."""
 
     def __init__(self, fail_after: int | None = None):
-        self.calls, self.fail_after, self.judged = 0, fail_after, 0
+        super().__init__()
+        self.fail_after, self.judged = fail_after, 0
 
     def generate(self, conversations, sampling):
         self.calls += 1
@@ -103,11 +106,12 @@ class RubricJudge:
         out = []
         for conversation in conversations:
             self.judged += 1
-            texts = re.findall(
-                r"Response (\d+):\n(.*?)(?=\n\nResponse \d+:|\n\nAnswer with)", conversation[-1]["content"], re.S
-            )
-            lines = [f"Response {i}: {min(6, 2 + len(text) % 5)}" for i, text in texts]
-            out.append(Completion([Sample("\n".join(lines), [], "stop", None)]))
+            request = conversation[0]["content"]
+            texts = re.findall(r"Response (\d+):\n(.*?)(?=\n\nResponse \d+:|\n\nAnswer with)", request, re.S)
+            text = "\n".join(f"Response {i}: {min(6, 2 + len(answer) % 5)}" for i, answer in texts)
+            if conversation[-1]["role"] == "assistant":  # prefilled: the answer goes on after the prefill
+                text = text.removeprefix(conversation[-1]["content"])
+            out.append(Completion([Sample(text, [], "stop", None)]))
         return out
 
 
@@ -196,6 +200,12 @@ def test_two_iterations_train_against_the_previous_iterate_and_resume_inside_ann
     assert len({r["id"] for r in training}) == len(training)
     assert sum(r["iteration"] == 1 for r in training) <= int(len(own) * 0.3)
     assert (out / "iter-2" / "synth" / "report.md").read_text().count("pair rules") == 1
+    # The best iterate on the validation split, by one fixed judge (the named one), is recorded.
+    selection = json.loads((out / "selection.json").read_text())
+    assert list(selection["win_rates"]) == ["start", "iter-1", "iter-2"] and selection["judge"] == str(tiny_model_dir)
+    assert selection["best"] == max(selection["win_rates"], key=selection["win_rates"].get)
+    assert "Best iterate on the validation split" in (out / "report.md").read_text()
+    assert (out / "selection.png").is_file()
 
 
 def scorable(path: Path) -> list[dict]:

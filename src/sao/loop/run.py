@@ -214,5 +214,7 @@ def run_loop(
             write_text_atomic(recipe, text)
         write_iteration_report(iteration)
         iterations.append(iteration)
-    write_run_report(out_dir, iterations)
+    report = write_run_report(out_dir, iterations)
+    if method.finish is not None and (extra := method.finish(config, out_dir, iterations, progress=progress)):
+        write_text_atomic(report, report.read_text() + extra)
     return iterations

@@ -84,7 +84,9 @@ class Method:
     - ``for_iteration(section, index, model)``: the section iteration ``index`` runs with;
     - ``hand_over``: what an iteration passes to the next (`Handoff`);
     - ``report``: writes the synthesis report of a directory (``report.md``, plots);
-    - ``empty_hint``: the settings to change when the training data came out empty.
+    - ``empty_hint``: the settings to change when the training data came out empty;
+    - ``finish(config, out_dir, iterations, progress=...)``: run once after the last iteration (DNO
+      picks its best iterate there); the markdown it returns is added to the run report.
     """
 
     name: str
@@ -99,6 +101,7 @@ class Method:
     for_iteration: Callable[[Any, int, str], Any] = unchanged
     hand_over: Callable[[Handoff, Path, Path], Handoff] = hand_over
     empty_hint: str = ""
+    finish: Callable[..., str | None] | None = None
     doc: str = ""  # the method's page under docs/
     stage_names: tuple[str, ...] = field(init=False)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from sao.methods.dno import stages
 from sao.methods.dno.config import DNOConfig
 from sao.methods.dno.report import write_report
+from sao.methods.dno.selection import select_iterate
 from sao.methods.method import Method, Stage
 
 METHOD = Method(
@@ -32,4 +33,5 @@ METHOD = Method(
     judge=lambda section: section.judge,
     empty_hint="raise synth.prompts.per_iteration or synth.samples.k, or lower synth.pairs.min_positive",
     doc="docs/methods/dno.md",
+    finish=select_iterate,
 )

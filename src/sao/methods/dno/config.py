@@ -46,6 +46,11 @@ class DNOJudgeSection(JudgeSection):
         "answers one 'Response N: S' line per candidate, S from 0 to 6.",
     )
     max_new_tokens: int = Field(96, ge=8, description="Token budget of the judge's score lines.")
+    prefill: bool = Field(
+        True,
+        description="Start the judge's answer with 'Response 1:' (small models ignore the format otherwise); "
+        "false for a strong judge, e.g. one behind a chat API that takes no prefill.",
+    )
     mode: Literal["generate"] = Field(
         "generate", description="The rubric is read from generated text ('generate', the only mode for scores)."
     )

@@ -19,8 +19,10 @@ from sao.methods.dno.splits import deal
 from sao.methods.method import StageContext
 from sao.stage import StageResult, drop_stats, kept, run_stage
 from sao.store import read_rows
+from sao.synth.extract import answer_text, request
 
 PROMPTS, SAMPLES, SCORES, PAIRS, TRAINING = "prompts", "samples", "scores", "pairs", "training"
+PREFILL = "Response 1:"  # the judge's answer starts with its first score line
 
 
 class DNOPrompt(BaseModel):
@@ -168,24 +170,22 @@ def run_scores(ctx: StageContext) -> StageResult:
     def process(chunk: list[dict[str, Any]]) -> list[DNOScores]:
         line_ups = [line_up(prompts[row["id"]], row) for row in chunk]
         requests = [
-            [
-                {
-                    "role": "user",
-                    "content": rubric_request(
-                        prompts[row["id"]]["messages"][-1]["content"],
-                        [text for _, _, text in candidates],
-                        section.judge.template,
-                    ),
-                }
-            ]
+            request(
+                rubric_request(
+                    prompts[row["id"]]["messages"][-1]["content"],
+                    [text for _, _, text in candidates],
+                    section.judge.template,
+                ),
+                PREFILL,
+                section.judge.prefill,
+            )
             for row, candidates in zip(chunk, line_ups)
         ]
-        judged = ctx.judge.generate(
-            requests, SamplingParams(temperature=0, max_new_tokens=section.judge.max_new_tokens)
-        )
+        params = SamplingParams(temperature=0, max_new_tokens=section.judge.max_new_tokens)
+        judged = ctx.judge.generate(requests, params)
         rows = []
         for row, candidates, completion in zip(chunk, line_ups, judged):
-            output = completion.samples[0].text
+            output = answer_text(completion.samples[0].text, PREFILL, section.judge.prefill)
             scores = parse_scores(output, len(candidates))
             n = section.pairs.repetition_ngram
             rows.append(
