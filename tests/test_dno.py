@@ -211,3 +211,69 @@ def test_two_iterations_train_against_the_previous_iterate_and_resume_inside_ann
 def scorable(path: Path) -> list[dict]:
     """Sample rows with two candidates or more (there is no gold here): the ones the judge scores."""
     return [r for r in map(json.loads, path.read_text().splitlines()) if len(r["usable"]) >= 2]
+
+
+def test_a_hf_dataset_prompt_set_is_read_from_its_column_and_named_in_errors(monkeypatch) -> None:
+    import datasets
+
+    import sao.models
+    from sao.errors import InputError
+    from sao.methods.dno.stages import prompt_set
+
+    table = datasets.Dataset.from_dict({"instruction": ["Say hi.", "Count to 3.", "Say hi."]})
+    monkeypatch.setattr(sao.models, "hub_reachable", lambda: True)
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config, split: table)
+    prompts = prompt_set("hf:openbmb/UltraFeedback", "instruction")
+    assert [p.messages[0]["content"] for p in prompts] == ["Say hi.", "Count to 3."]  # the repeat once
+    assert len({p.id for p in prompts}) == 2
+    with pytest.raises(
+        InputError, match=r"^synth\.prompts\.source: HF dataset 'openbmb/UltraFeedback' has no 'prompt'"
+    ):
+        prompt_set("hf:openbmb/UltraFeedback", "prompt")
+
+
+def test_pairwise_scores_are_six_times_the_mean_debiased_win_probability() -> None:
+    from sao.judge.verdict import Judgement
+    from sao.methods.dno.pairwise import win_scores
+
+    # Three candidates; p_first is P(slot 1 wins). 0 beats 1 in both orders (p 0.8 / 0.2), 2 ties both.
+    verdicts = {(0, 1): 0.8, (1, 0): 0.2, (0, 2): 0.5, (2, 0): 0.5, (1, 2): 0.5, (2, 1): 0.5}
+    judgements = [Judgement(first=a, second=b, p_first=p) for (a, b), p in verdicts.items()]
+    scores = win_scores(3, judgements)
+    # debiased P(0 > 1) = (0.8 + (1 - 0.2)) / 2 = 0.8: wins 0: 0.8 + 0.5, 1: 0.2 + 0.5, 2: 0.5 + 0.5.
+    assert scores == [pytest.approx(6 * 1.3 / 2), pytest.approx(6 * 0.7 / 2), pytest.approx(3.0)]
+    broken = [j if (j.first, j.second) != (2, 1) else j.model_copy(update={"p_first": None}) for j in judgements]
+    assert win_scores(3, broken) is None  # an unparsed verdict voids the line-up (counted as parse_failure)
+
+
+@pytest.mark.slow
+def test_the_dno_quickstart_recipe_runs_end_to_end_on_the_default_model(tmp_path) -> None:
+    """recipes/dno-quickstart-cpu.yaml as shipped, with fewer and shorter samples so that it fits the suite."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    smaller = ["synth.prompts.per_iteration=6", "synth.prompts.validation=2", "synth.samples.k=2"]
+    smaller += ["synth.samples.max_new_tokens=256", "train.max_length=512", "report.max_new_tokens=16"]
+    command = [sys.executable, "-m", "sao", "run", "recipes/dno-quickstart-cpu.yaml", "--out", str(tmp_path / "run")]
+    for item in smaller:
+        command += ["--set", item]
+    proc = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "run"
+    for index in (1, 2):
+        stages = json.loads((run / f"iter-{index}" / "synth" / "manifest.json").read_text())["stages"]
+        assert [name for name, s in stages.items() if s["status"] == "done"] == [
+            "prompts",
+            "samples",
+            "scores",
+            "pairs",
+            "training",
+        ]
+        assert stages["pairs"]["stats"]["kept"] > 0
+        history = (run / f"iter-{index}" / "train" / "history.jsonl").read_text().splitlines()
+        first = next(h["loss"] for h in map(json.loads, history) if "loss" in h)
+        assert math.isclose(first, math.log(2), abs_tol=1e-3)  # DPO from the previous iterate
+    selection = json.loads((run / "selection.json").read_text())
+    assert list(selection["win_rates"]) == ["start", "iter-1", "iter-2"]
+    assert selection["judge"] == "smollm2-135m"  # the fixed judge: the starting model, not each iterate

@@ -35,7 +35,8 @@ and its `model` is the default baseline and judge of `sao eval` and the judge of
 
 Shipped recipes: `recipes/quickstart-cpu.yaml` (the embedded model, one iteration on a
 CPU), `recipes/sao-gemma2-9b.yaml` and `recipes/sao-llama3-8b.yaml` (the paper's settings),
-`recipes/dno-quickstart-cpu.yaml` (DNO, two iterations of the embedded model).
+`recipes/dno-quickstart-cpu.yaml` (DNO, two iterations of the embedded model) and
+`recipes/dno-orca-paper.yaml` (DNO with the paper's settings, for GPUs).
 """
 
 

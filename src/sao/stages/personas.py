@@ -11,7 +11,8 @@ from pydantic import BaseModel
 
 from sao.dedup import NearDuplicateIndex
 from sao.engine import Engine, SamplingParams, derive_seed
-from sao.errors import ConfigError, InputError, first_line
+from sao.errors import ConfigError, InputError
+from sao.hf_data import hf_column
 from sao.jsonl import read_jsonl
 from sao.stage import StageResult, drop_stats, kept, run_stage
 from sao.store import RunStore
@@ -69,20 +70,7 @@ def read_persona_texts(source: str) -> list[str]:
 
 
 def _hf_personas(source: str) -> list[str]:
-    import datasets
-
-    from sao.models import hub_reachable
-
-    name, _, config = source.removeprefix("hf:").partition(":")
-    if not hub_reachable():  # datasets would retry an unreachable hub for a minute first
-        raise InputError(f"personas.source: cannot load HF dataset '{name}': the Hugging Face Hub is unreachable")
-    try:
-        ds = datasets.load_dataset(name, config or None, split="train")
-    except Exception as exc:  # datasets raises many types for "offline" and "no such dataset"
-        raise InputError(f"personas.source: cannot load HF dataset '{name}' (offline?): {first_line(exc)}") from None
-    if "persona" not in ds.column_names:
-        raise InputError(f"personas.source: HF dataset '{name}' has no 'persona' column")
-    return list(ds["persona"])
+    return hf_column(source, "persona", field="personas.source")
 
 
 def persona_candidates(config: SynthConfig) -> list[Candidate]:

@@ -10,13 +10,16 @@ from pydantic import Field, model_validator
 from sao.judge.config import JudgeSection, require_fields
 from sao.methods.dno.rubric import RUBRIC_TEMPLATE
 from sao.recipe import Section
+from sao.synth.ranking import JUDGE_TEMPLATE
 
 
 class DNOPromptSection(Section):
     source: str = Field(
         description="The prompt set: an AlpacaEval JSON/JSONL, MT-Bench question.jsonl or plain JSONL file "
-        "(`prompt` or `messages`, optional `id`), read as `sao eval` reads instructions."
+        "(`prompt` or `messages`, optional `id`), read as `sao eval` reads instructions; or 'hf:NAME' / "
+        "'hf:NAME:CONFIG' for the train split of a HF dataset (column `field`)."
     )
+    field: str = Field("prompt", description="The prompt column of a HF dataset source.")
     gold: str | None = Field(
         None,
         description="Optional gold answers y_gold (e.g. a teacher's), an answer file keyed by the prompts' ids "
@@ -40,6 +43,12 @@ class DNOSampleSection(Section):
 class DNOJudgeSection(JudgeSection):
     """Who scores the candidates (the policy itself with 'self', or any model on any engine), and how."""
 
+    scoring: Literal["rubric", "pairwise"] = Field(
+        "rubric",
+        description="'rubric': one request per prompt scores every candidate 0-6 (the paper's annotator); "
+        "'pairwise': sao's judge on every pair in both orders, debiased, each candidate scored 6 x its mean win "
+        "probability (a log-prob verdict always parses, so small self-judges give scores too).",
+    )
     template: str = Field(
         RUBRIC_TEMPLATE,
         description="Scoring request; {prompt} and {responses} (the numbered candidates) are filled in. The judge "
@@ -51,8 +60,13 @@ class DNOJudgeSection(JudgeSection):
         description="Start the judge's answer with 'Response 1:' (small models ignore the format otherwise); "
         "false for a strong judge, e.g. one behind a chat API that takes no prefill.",
     )
-    mode: Literal["generate"] = Field(
-        "generate", description="The rubric is read from generated text ('generate', the only mode for scores)."
+    pairwise_template: str = Field(
+        JUDGE_TEMPLATE, description="Pairwise request (scoring 'pairwise'); {prompt} and {responses} are filled in."
+    )
+    mode: Literal["logprob", "generate"] = Field(
+        "generate",
+        description="Scoring 'pairwise': 'logprob' (P('1') vs P('2')) or 'generate' (a parsed ranking). The rubric "
+        "is always generated.",
     )
 
     @model_validator(mode="after")

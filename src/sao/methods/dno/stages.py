@@ -4,15 +4,18 @@ pairs -> training rows (this iteration's pairs plus capped draws of earlier ones
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from sao.engine import SamplingParams, derive_seed
-from sao.eval.formats import read_instructions, read_outputs
+from sao.eval.formats import Instruction, read_instructions, read_outputs
+from sao.hf_data import hf_column
 from sao.methods.dno.config import DNOConfig
 from sao.methods.dno.mixing import mix
+from sao.methods.dno.pairwise import pairwise_scores
 from sao.methods.dno.rubric import parse_scores, rubric_request
 from sao.methods.dno.rules import GOLD, POLICY, Candidate, choose_pair, repeated_share
 from sao.methods.dno.splits import deal
@@ -76,9 +79,20 @@ class DNOPair(BaseModel):
     drop_reason: str | None = None
 
 
+def prompt_set(source: str, column: str) -> list[Instruction]:
+    """The prompts of a file `sao eval` reads, or of a HF dataset's ``column`` (ids: a hash of the text)."""
+    if not source.startswith("hf:"):
+        return read_instructions(source)
+    texts = hf_column(source, column, field="synth.prompts.source")
+    return [
+        Instruction(id=hashlib.sha256(text.encode()).hexdigest()[:12], messages=[{"role": "user", "content": text}])
+        for text in dict.fromkeys(texts)  # a repeated prompt once: ids must be unique
+    ]
+
+
 def split_rows(section: DNOConfig, iteration: int) -> tuple[list[DNOPrompt], list[DNOPrompt]]:
     """(validation rows, iteration ``iteration``'s rows) from the prompt set and its gold answers."""
-    instructions = read_instructions(section.prompts.source)
+    instructions = prompt_set(section.prompts.source, section.prompts.field)
     gold = read_outputs(section.prompts.gold) if section.prompts.gold else {}
     p = section.prompts
     validation, split = deal(
@@ -162,6 +176,13 @@ def line_up(prompt: dict[str, Any], sampled: dict[str, Any]) -> list[tuple[str, 
     return out + ([(GOLD, None, prompt["gold"])] if prompt.get("gold") else [])
 
 
+def rubric_outputs(judge: Any, asked: list[tuple[str, list[str]]], section: Any) -> list[str]:
+    """The judge's score lines for each (prompt, candidates) line-up, the prefill put back in front."""
+    requests = [request(rubric_request(p, texts, section.template), PREFILL, section.prefill) for p, texts in asked]
+    done = judge.generate(requests, SamplingParams(temperature=0, max_new_tokens=section.max_new_tokens))
+    return [answer_text(c.samples[0].text, PREFILL, section.prefill) for c in done]
+
+
 def run_scores(ctx: StageContext) -> StageResult:
     assert ctx.judge is not None  # DNO names a judge ('self' by default)
     prompts = {r["id"]: r for r in ctx.store.rows(PROMPTS)}
@@ -169,42 +190,34 @@ def run_scores(ctx: StageContext) -> StageResult:
 
     def process(chunk: list[dict[str, Any]]) -> list[DNOScores]:
         line_ups = [line_up(prompts[row["id"]], row) for row in chunk]
-        requests = [
-            request(
-                rubric_request(
-                    prompts[row["id"]]["messages"][-1]["content"],
-                    [text for _, _, text in candidates],
-                    section.judge.template,
-                ),
-                PREFILL,
-                section.judge.prefill,
-            )
-            for row, candidates in zip(chunk, line_ups)
+        asked = [
+            (prompts[row["id"]]["messages"][-1]["content"], [t for _, _, t in c]) for row, c in zip(chunk, line_ups)
         ]
-        params = SamplingParams(temperature=0, max_new_tokens=section.judge.max_new_tokens)
-        judged = ctx.judge.generate(requests, params)
-        rows = []
-        for row, candidates, completion in zip(chunk, line_ups, judged):
-            output = answer_text(completion.samples[0].text, PREFILL, section.judge.prefill)
-            scores = parse_scores(output, len(candidates))
-            n = section.pairs.repetition_ngram
-            rows.append(
-                DNOScores(
-                    id=row["id"],
-                    candidates=[
-                        ScoredCandidate(
-                            origin=origin,
-                            sample=sample,
-                            score=None if scores is None else scores[i],
-                            repetitive=repeated_share(text, n) > section.pairs.max_repeated_share,
-                        )
-                        for i, (origin, sample, text) in enumerate(candidates)
-                    ],
-                    output=output,
-                    drop_reason="parse_failure" if scores is None else None,
-                )
+        j = section.judge
+        if j.scoring == "pairwise":
+            scored = pairwise_scores(ctx.judge, asked, j.pairwise_template, j.mode, j.max_new_tokens)
+            outputs = [""] * len(chunk)  # the verdicts are log-probs or rankings, summarised in the scores
+        else:
+            outputs = rubric_outputs(ctx.judge, asked, j)
+            scored = [parse_scores(output, len(texts)) for output, (_, texts) in zip(outputs, asked)]
+        n = section.pairs.repetition_ngram
+        return [
+            DNOScores(
+                id=row["id"],
+                candidates=[
+                    ScoredCandidate(
+                        origin=origin,
+                        sample=sample,
+                        score=None if scores is None else scores[i],
+                        repetitive=repeated_share(text, n) > section.pairs.max_repeated_share,
+                    )
+                    for i, (origin, sample, text) in enumerate(candidates)
+                ],
+                output=output,
+                drop_reason="parse_failure" if scores is None else None,
             )
-        return rows
+            for row, candidates, scores, output in zip(chunk, line_ups, scored, outputs)
+        ]
 
     items = [row for row in kept(ctx.store.rows(SAMPLES)) if len(line_up(prompts[row["id"]], row)) >= 2]
     return run_stage(
