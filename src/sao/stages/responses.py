@@ -30,6 +30,17 @@ class ResponseRow(BaseModel):
     drop_reason: str | None = None
 
 
+def distinct_finished(samples: list[ResponseSample]) -> list[int]:
+    """Indices of the samples that are non-empty, ended by themselves and differ from every earlier one."""
+    usable, seen = [], set()
+    for i, s in enumerate(samples):
+        text = s.text.strip()
+        if text and s.finish_reason != "length" and text not in seen:
+            usable.append(i)
+            seen.add(text)
+    return usable
+
+
 def usable_samples(samples: list[ResponseSample]) -> tuple[list[int], str | None]:
     """Indices of usable samples, and the reason the row is dropped when fewer than two remain.
 
@@ -37,12 +48,7 @@ def usable_samples(samples: list[ResponseSample]) -> tuple[list[int], str | None
     differs from every earlier usable sample. The reason names what removed most: a
     truncated sample first, then an empty one, else identical samples.
     """
-    usable, seen = [], set()
-    for i, s in enumerate(samples):
-        text = s.text.strip()
-        if text and s.finish_reason != "length" and text not in seen:
-            usable.append(i)
-            seen.add(text)
+    usable = distinct_finished(samples)
     if len(usable) >= 2:
         return usable, None
     if any(s.finish_reason == "length" for s in samples):

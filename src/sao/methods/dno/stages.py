@@ -21,6 +21,7 @@ from sao.methods.dno.rules import GOLD, POLICY, Candidate, choose_pair, repeated
 from sao.methods.dno.splits import deal
 from sao.methods.method import StageContext
 from sao.stage import StageResult, drop_stats, kept, run_stage
+from sao.stages.responses import ResponseSample, distinct_finished
 from sao.store import read_rows
 from sao.synth.extract import answer_text, request
 
@@ -36,17 +37,10 @@ class DNOPrompt(BaseModel):
     gold: str | None
 
 
-class DNOSample(BaseModel):
-    text: str
-    finish_reason: str
-    num_tokens: int
-    seed: int | None
-
-
 class DNOSamples(BaseModel):
     id: str
     schema_version: int = 1
-    samples: list[DNOSample]
+    samples: list[ResponseSample]
     usable: list[int]  # distinct, non-empty samples that ended by themselves
     drop_reason: str | None = None
 
@@ -124,16 +118,6 @@ def run_prompts(ctx: StageContext) -> StageResult:
     )
 
 
-def _usable(samples: list[DNOSample]) -> tuple[list[int], str | None]:
-    usable, seen = [], set()
-    for i, s in enumerate(samples):
-        text = s.text.strip()
-        if text and s.finish_reason != "length" and text not in seen:
-            usable.append(i)
-            seen.add(text)
-    return usable, None if usable else "no_usable_sample"
-
-
 def run_samples(ctx: StageContext) -> StageResult:
     s = ctx.section.samples
 
@@ -151,10 +135,11 @@ def run_samples(ctx: StageContext) -> StageResult:
         rows = []
         for row, completion in zip(chunk, ctx.engine.generate([r["messages"] for r in chunk], params)):
             samples = [
-                DNOSample(text=x.text, finish_reason=x.finish_reason, num_tokens=x.num_tokens, seed=x.seed)
+                ResponseSample(text=x.text, finish_reason=x.finish_reason, num_tokens=x.num_tokens, seed=x.seed)
                 for x in completion.samples
             ]
-            usable, reason = _usable(samples)
+            usable = distinct_finished(samples)  # one is enough: the gold, or another sample, may be its rival
+            reason = None if usable else "no_usable_sample"
             rows.append(DNOSamples(id=row["id"], samples=samples, usable=usable, drop_reason=reason))
         return rows
 
