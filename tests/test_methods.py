@@ -141,6 +141,10 @@ def _needing(capability: str):
 
 @pytest.fixture
 def no_model_loads(monkeypatch):
+    # Imported first, so that modules binding these names at import keep the real ones after the test.
+    import sao.loop.run  # noqa: F401
+    import sao.synth.pipeline  # noqa: F401
+
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded (or hashed) before the capability check")
 

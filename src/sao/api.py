@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sao.errors import ConfigError
 from sao.loop.config import RunConfig
 
 Recipe = str | Path | dict[str, Any] | RunConfig
@@ -38,7 +39,7 @@ def _out(config: RunConfig, recipe: Recipe, out: str | Path | None) -> Path:
         return Path(config.out)
     if isinstance(recipe, str | Path):
         return Path("runs") / Path(recipe).stem
-    raise ValueError("out: give a run directory (the recipe names none)")
+    raise ConfigError("out: give a run directory (the recipe names none)")
 
 
 def run(

@@ -8,7 +8,7 @@ builds one. Nothing outside a method's own module knows its stages or its settin
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -103,15 +103,17 @@ class Method:
     empty_hint: str = ""
     finish: Callable[..., str | None] | None = None
     doc: str = ""  # the method's page under docs/
-    stage_names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        names = tuple(stage.name for stage in self.stages)
+        names = self.stage_names
         if len(set(names)) != len(names):
             raise ValueError(f"method {self.name}: two stages share a name ({', '.join(names)})")
         if self.training_data not in names:
             raise ValueError(f"method {self.name}: training_data '{self.training_data}' is not one of its stages")
-        object.__setattr__(self, "stage_names", names)
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return tuple(stage.name for stage in self.stages)
 
     def active_stages(self, section: Any) -> tuple[Stage, ...]:
         """The stages that run under ``section``, in order."""

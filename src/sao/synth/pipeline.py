@@ -34,22 +34,19 @@ def check_until(method: Method, section: Any, until: str | None) -> None:
         raise ConfigError(f"until: '{until}' does not run with {reason}{hint}")
 
 
-def stage_engine_settings(method: Method, section: Any, settings: EngineSection) -> dict[str, EngineSection]:
-    """The engine settings each stage's engine runs with: the recipe's for the policy, the judge's own
-    (``judge.engine``, else the recipe's) for the judge."""
+def check_capabilities(method: Method, section: Any, settings: EngineSection) -> None:
+    """CapabilityError, naming the backend, the capability and the stage, before any model loads.
+
+    A judge stage runs on the judge's own engine (``judge.engine``) where it names one, else on ``settings``.
+    """
     judge = method.judge(section) if method.judge else None
     judge_settings = judge.engine if judge is not None and judge.engine is not None else settings
-    return {s.name: judge_settings if s.role == "judge" else settings for s in method.active_stages(section)}
-
-
-def check_capabilities(method: Method, section: Any, settings: EngineSection) -> None:
-    """CapabilityError, naming the backend, the capability and the stage, before any model loads."""
-    per_stage = stage_engine_settings(method, section, settings)
     for stage in method.active_stages(section):
         if stage.role != "none" and stage.needs:
             from sao.engine.capabilities import require_capabilities
 
-            require_capabilities(per_stage[stage.name], stage.needs, f"method '{method.name}' (stage '{stage.name}')")
+            who = f"method '{method.name}' (stage '{stage.name}')"
+            require_capabilities(judge_settings if stage.role == "judge" else settings, stage.needs, who)
 
 
 def method_judge(
