@@ -136,6 +136,8 @@ def run_iteration(
         force=force,
         chunk_size=chunk_size,
         progress=progress,
+        engine_for=lambda other: policy_engine(config, other, progress),
+        trust_remote_code=config.trust_remote_code,
     )
     method.report(store)
     sampling = dict(force=force, chunk_size=chunk_size)
@@ -150,7 +152,7 @@ def run_iteration(
     if judge is not None:
         judge.release()  # a named judge's model; the policy's own is released above
     result = run_train(
-        config.train,
+        method.train_config(section, config.train),
         model,
         store.stage_path(method.training_data),
         root / "train",

@@ -16,6 +16,7 @@ from sao.engine.types import Engine
 from sao.recipe import Section
 from sao.stage import StageResult
 from sao.store import RunStore
+from sao.train.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class StageContext:
     earlier: tuple[Path, ...]  # synthesis directories of the earlier iterations, oldest first
     chunk_size: int = 32
     progress: bool = True
+    # An engine on another model, for a method that trains a model of its own within an iteration and
+    # generates with it (SELF-ALIGN's engraved model): lazy, on the recipe's engine settings.
+    engine_for: Callable[[str], Engine] | None = None
+    trust_remote_code: bool = False
 
 
 EngineRole = Literal["policy", "judge", "none"]
@@ -44,15 +49,19 @@ class Stage:
     """One resumable step that writes a stage file (`sao.stage.run_stage`) in the synthesis directory.
 
     ``skipped(section)`` is why the stage does not run under these settings, or None when it runs.
-    ``needs`` are the capabilities (`sao.engine.capabilities`) the engine of ``role`` must have;
-    they are checked against the recipe's backend before any model loads.
+    ``needs`` are the capabilities (`sao.engine.capabilities`) the engine of ``role`` must have, or a
+    function of the section giving them (a sampling control the recipe may leave off); they are
+    checked against the recipe's backend before any model loads.
     """
 
     name: str
     run: Callable[[StageContext], StageResult]
     role: EngineRole = "policy"
-    needs: frozenset[str] = frozenset()
+    needs: frozenset[str] | Callable[[Any], frozenset[str]] = frozenset()
     skipped: Callable[[Any], str | None] = never_skipped
+
+    def needs_for(self, section: Any) -> frozenset[str]:
+        return self.needs(section) if callable(self.needs) else self.needs
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,10 @@ def unchanged(section: Any, index: int, model: str) -> Any:
     return section
 
 
+def same_training(section: Any, train: TrainConfig) -> TrainConfig:
+    return train
+
+
 @dataclass(frozen=True)
 class Method:
     """A self-alignment method, as the loop and the registry see it.
@@ -85,6 +98,8 @@ class Method:
     - ``hand_over``: what an iteration passes to the next (`Handoff`);
     - ``report``: writes the synthesis report of a directory (``report.md``, plots);
     - ``empty_hint``: the settings to change when the training data came out empty;
+    - ``train_config(section, train)``: the ``train:`` section the iteration's training runs with
+      (SELF-ALIGN sets the chat template its turn format needs);
     - ``finish(config, out_dir, iterations, progress=...)``: run once after the last iteration (DNO
       picks its best iterate there); the markdown it returns is added to the run report.
     """
@@ -100,6 +115,7 @@ class Method:
     judge: Callable[[Any], Any] | None = None
     for_iteration: Callable[[Any, int, str], Any] = unchanged
     hand_over: Callable[[Handoff, Path, Path], Handoff] = hand_over
+    train_config: Callable[[Any, TrainConfig], TrainConfig] = same_training
     empty_hint: str = ""
     finish: Callable[..., str | None] | None = None
     doc: str = ""  # the method's page under docs/

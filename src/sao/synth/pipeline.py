@@ -6,6 +6,7 @@ The loop (`sao.loop.run`) calls `run_synth` once per iteration; ``sao synth`` ca
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,11 @@ def check_capabilities(method: Method, section: Any, settings: EngineSection) ->
     judge = method.judge(section) if method.judge else None
     judge_settings = judge.engine if judge is not None and judge.engine is not None else settings
     for stage in method.active_stages(section):
-        if stage.role != "none" and stage.needs:
+        if stage.role != "none" and (needs := stage.needs_for(section)):
             from sao.engine.capabilities import require_capabilities
 
             who = f"method '{method.name}' (stage '{stage.name}')"
-            require_capabilities(judge_settings if stage.role == "judge" else settings, stage.needs, who)
+            require_capabilities(judge_settings if stage.role == "judge" else settings, needs, who)
 
 
 def method_judge(
@@ -98,6 +99,8 @@ def run_synth(
     chunk_size: int = 32,
     progress: bool = True,
     until: str | None = None,
+    engine_for: Callable[[str], Engine] | None = None,
+    trust_remote_code: bool = False,
 ) -> tuple[RunStore, dict[str, StageResult | None]]:
     """Run every stage of ``method`` not yet done, up to and including ``until`` (default: all).
 
@@ -105,7 +108,8 @@ def run_synth(
     section's fields). A stage that is done is skipped (its rows are final); a later call
     without ``until`` carries on from there. A stage that ``section`` skips does not run. Each
     stage's wall time, summed over every invocation that worked on it, is its manifest
-    status's ``seconds`` (`sao.stage.run_stage`).
+    status's ``seconds`` (`sao.stage.run_stage`). ``engine_for`` builds an engine on another model,
+    for a stage that generates with a model the method trained (`StageContext.engine_for`).
     """
     check_until(method, section, until)
     store = RunStore.open(out_dir, config or section.model_dump(), model_info, force=force)
@@ -118,6 +122,8 @@ def run_synth(
         earlier=earlier,
         chunk_size=chunk_size,
         progress=progress,
+        engine_for=engine_for,
+        trust_remote_code=trust_remote_code,
     )
     stages = method.active_stages(section)
     if until is not None:
@@ -173,6 +179,10 @@ def synthesize(
         chunk_size=chunk_size,
         progress=progress,
         until=until,
+        engine_for=lambda other: lazy_engine(
+            other, settings, trust_remote_code=trust_remote_code, progress=progress, base_model=model
+        ),
+        trust_remote_code=trust_remote_code,
     )
     method.report(store)
     return store

@@ -80,6 +80,11 @@ class TrainConfig(Section):
         "tensorboard", description="Experiment tracker (wandb needs the wandb package and a login)."
     )
     seed: int = Field(0, description="Seed for data order and initialisation of LoRA weights.")
+    chat_template: str | None = Field(
+        None,
+        description="A Jinja chat template set on the tokenizer before the rows are tokenized and saved with "
+        "the trained model (for a base model that has none); default: the model's own.",
+    )
     trl: dict[str, Any] = Field(
         default_factory=dict,
         description="Any other field of the chosen trainer's TRL config class (e.g. DPOConfig), passed as is; "

@@ -213,6 +213,9 @@ def _load_models(config: TrainConfig, model: str, setup: _Setup, trust_remote_co
     from sao.train.trainers import needs_reference
 
     loaded = load_model(model, device="cpu", dtype=_name(setup.weights), trust_remote_code=trust_remote_code)
+    if config.chat_template is not None:
+        # Set before tokenizing, so that the rows are rendered with it, and saved with the tokenizer.
+        loaded.tokenizer.chat_template = config.chat_template
     reference = copy.deepcopy(loaded.model) if needs_reference(config) else None
     return loaded, reference
 
