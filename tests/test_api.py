@@ -36,7 +36,7 @@ def run_example(doc: str, marker: str, cwd: Path, monkeypatch) -> None:
 def test_the_readme_api_example_runs(tmp_path, monkeypatch, capsys) -> None:
     run_example("README.md", "api-example", tmp_path, monkeypatch)
     printed = capsys.readouterr().out.splitlines()
-    assert printed[0] == "['sao', 'dno']"
+    assert printed[0] == "['sao', 'dno', 'self_align']"
     assert printed[1] == "('personas', 'prompts', 'responses', 'judgements', 'pairs')"
     assert re.fullmatch(r"[1-9]\d* pairs in runs/api-synth/pairs.jsonl", printed[2])
     assert (tmp_path / "runs" / "api-run" / "iter-1" / "model" / "config.json").is_file()
@@ -59,6 +59,14 @@ def test_the_dno_doc_api_example_runs(tmp_path, monkeypatch, capsys) -> None:
     assert capsys.readouterr().out.splitlines() == [
         "('prompts', 'samples', 'scores', 'pairs', 'training')",
         "dpo 0.1 3",
+    ]
+
+
+def test_the_self_align_doc_api_example_runs(tmp_path, monkeypatch, capsys) -> None:
+    run_example("docs/methods/self-align.md", "self-align-api-example", tmp_path, monkeypatch)
+    assert capsys.readouterr().out.splitlines() == [
+        "('topics', 'questions', 'tasks', 'prompts', 'answers')",
+        "sft 16 {'Sorry': -100.0}",
     ]
 
 

@@ -127,6 +127,27 @@ class AnswerSection(Section):
     seed: int = Field(0, description="Base seed; each prompt's seed derives from it and the prompt's id.")
 
 
+class EngraveLora(LoraSection):
+    enabled: bool = Field(True, description="Train LoRA adapters (paper: yes); false trains every weight.")
+    r: int = Field(16, ge=1, description="LoRA rank (paper: 16).")
+    alpha: int = Field(16, ge=1, description="LoRA scaling numerator (paper: 16).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input (paper: 0.05).")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="Modules adapted (paper: the attention projections; names of Llama-style models).",
+    )
+
+
+class EngraveTrainConfig(TrainConfig):
+    """The fields of ``train:``, with the paper's engraving settings as defaults."""
+
+    trainer: Literal["sft"] = Field("sft", description="Engraving is SFT, with the loss on the answer only.")
+    learning_rate: float = Field(4e-4, gt=0, description="Peak learning rate (paper: 4e-4).")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of the steps spent warming up.")
+    max_length: int = Field(512, ge=16, description="Short prompt + answer tokens (paper's cutoff: 512).")
+    lora: EngraveLora = Field(default_factory=EngraveLora)
+
+
 class EngraveSection(Section):
     """Stage 3: SFT of the starting model on the principle-driven answers under the short prompt alone."""
 
@@ -136,26 +157,11 @@ class EngraveSection(Section):
         description="Kept answers held back from both trainings, to measure log p(answer | short prompt) "
         "before and after engraving and the answer length before and after verbose cloning.",
     )
-    train: TrainConfig = Field(
-        default_factory=lambda: TrainConfig(
-            trainer="sft",
-            learning_rate=4e-4,
-            epochs=1.0,
-            max_length=512,
-            warmup_ratio=0.0,
-            lora=LoraSection(
-                enabled=True, r=16, alpha=16, dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]
-            ),
-        ),
-        description="The engraving's training section, with the fields of `train:` (paper: LoRA r 16, alpha 16, "
+    train: EngraveTrainConfig = Field(
+        default_factory=EngraveTrainConfig,
+        description="The engraving's training, with the fields of `train:` (paper: LoRA r 16, alpha 16, "
         "dropout 0.05 on the attention projections, lr 4e-4, 1 epoch, cutoff 512).",
     )
-
-    @model_validator(mode="after")
-    def _sft(self) -> EngraveSection:
-        if self.train.trainer != "sft":
-            raise ValueError("engraving is SFT: train.trainer must be 'sft'")
-        return self
 
 
 class VerboseSection(Section):
