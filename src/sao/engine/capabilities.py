@@ -5,7 +5,8 @@ prefix given by token ids, SELF-ALIGN raw-text prompts for base models without a
 VideoSAVi messages with images and video frames, the log-prob judge and SAR the log-probs of a
 continuation. A run checks its methods' needs against its engine with `require_capabilities`
 before it loads a model, so a recipe that cannot work fails at once with one line, not hours in;
-an engine asked for something it lacks raises the same `CapabilityError` (`check_call`).
+an engine asked for something it lacks raises the same `CapabilityError` (`check_call` for prompt kinds,
+`check_sampling` for sampling controls such as SELF-ALIGN's logit bias).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from sao.engine.types import Continuation, Prompt, RawPrompt, TokenPrompt
+from sao.engine.types import Continuation, Prompt, RawPrompt, SamplingParams, TokenPrompt
 from sao.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ class Capability(StrEnum):
     TOKEN_PROMPTS = "token_prompts"
     RAW_PROMPTS = "raw_prompts"
     MULTIMODAL = "multimodal"
+    LOGIT_BIAS = "logit_bias"
+    NGRAM_PENALTY = "ngram_penalty"
 
     @property
     def description(self) -> str:
@@ -42,6 +45,8 @@ DESCRIPTIONS = {
     Capability.TOKEN_PROMPTS: "prompts and continuations given as token ids, read as they are",
     Capability.RAW_PROMPTS: "text prompts read without a chat template",
     Capability.MULTIMODAL: "message content made of parts: text, images, video frames",
+    Capability.LOGIT_BIAS: "a bias on the logits of tokens named by text",
+    Capability.NGRAM_PENALTY: "frequency and presence penalties over n-grams, n > 1",
 }
 
 
@@ -50,8 +55,18 @@ class CapabilityError(ConfigError):
     needs it."""
 
 
-# Every prompt kind becomes token ids for a forward pass the engine runs itself.
-_IN_PROCESS = frozenset({Capability.SCORE, Capability.TOP_LOGPROBS, Capability.TOKEN_PROMPTS, Capability.RAW_PROMPTS})
+# Every prompt kind becomes token ids for a forward pass the engine runs itself, and its own decode loop
+# adjusts the logits (`sao.engine.logit_controls`).
+_IN_PROCESS = frozenset(
+    {
+        Capability.SCORE,
+        Capability.TOP_LOGPROBS,
+        Capability.TOKEN_PROMPTS,
+        Capability.RAW_PROMPTS,
+        Capability.LOGIT_BIAS,
+        Capability.NGRAM_PENALTY,
+    }
+)
 
 # What each engine kind (`engine_kind`) can do; the engine classes declare theirs from here, so that
 # `require_capabilities` needs neither a model nor vllm, ray or openai. No engine takes message parts yet.
@@ -59,13 +74,16 @@ CAPABILITIES: dict[str, frozenset[Capability]] = {
     "transformers": _IN_PROCESS,
     "llamacpp": _IN_PROCESS,
     # vLLM is fed token ids (``prompt_token_ids``) whatever the prompt kind. Its top-k log-probs
-    # (``SamplingParams.logprobs``) are not wired up: no test with a GPU has checked them yet.
-    "vllm": frozenset({Capability.SCORE, Capability.TOKEN_PROMPTS, Capability.RAW_PROMPTS}),
+    # (``SamplingParams.logprobs``) are not wired up: no test with a GPU has checked them yet. Its logit_bias
+    # takes token ids, resolved with the engine's HF tokenizer; its penalties count single tokens only.
+    "vllm": frozenset({Capability.SCORE, Capability.TOKEN_PROMPTS, Capability.RAW_PROMPTS, Capability.LOGIT_BIAS}),
     # The prompt is rendered here and scored from echoed prompt log-probs (a server that echoes none makes
     # `score` raise LogprobsUnavailable when called). A server that refuses token ids gets their text, so
-    # token ids are not promised to arrive as they are; nor is a raw text's BOS.
-    "openai (api: completions)": frozenset({Capability.SCORE}),
-    # The server applies its own template to the messages, and chat completions echo no prompt log-probs.
+    # token ids are not promised to arrive as they are; nor is a raw text's BOS. The local tokenizer is the
+    # served model's (the ids sent as the prompt rest on that too), so logit_bias ids come from it.
+    "openai (api: completions)": frozenset({Capability.SCORE, Capability.LOGIT_BIAS}),
+    # The server applies its own template to the messages, and chat completions echo no prompt log-probs;
+    # there is no tokenizer here to name logit_bias ids with.
     "openai (api: chat)": frozenset(),
 }
 
@@ -135,3 +153,27 @@ def check_call(
     for i, continuation in enumerate(continuations):
         if not isinstance(continuation, str):
             require(engine.kind, engine.capabilities, [Capability.TOKEN_PROMPTS], f"continuation {i} of a {call} call")
+
+
+def sampling_needs(params: SamplingParams) -> set[Capability]:
+    """The capabilities a request's sampling controls need; empty for plain sampling and for n = 1
+    frequency and presence penalties, which every engine has.
+
+    ``penalty_ngram > 1`` needs ``ngram_penalty`` even with both penalties zero: a recipe that names an
+    n-gram penalty is refused on an engine that could never apply it, whatever its penalties are set to.
+    """
+    needs = set()
+    if params.logit_bias:
+        needs.add(Capability.LOGIT_BIAS)
+    if params.penalty_ngram > 1:
+        needs.add(Capability.NGRAM_PENALTY)
+    return needs
+
+
+def check_sampling(engine: Engine, params: Sequence[SamplingParams], call: str) -> None:
+    """Raise `CapabilityError` for the first request whose sampling controls ``engine`` lacks (`sampling_needs`),
+    before any prompt is tokenized or sent."""
+    for i, request in enumerate(params):
+        needed = sampling_needs(request)
+        if needed:
+            require(engine.kind, engine.capabilities, needed, f"the sampling of request {i} of a {call} call")

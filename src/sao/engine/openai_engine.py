@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import openai
 from tqdm.auto import tqdm
 
-from sao.engine.capabilities import CAPABILITIES, Capability, check_call, missing, openai_kind
+from sao.engine.capabilities import CAPABILITIES, Capability, check_call, check_sampling, missing, openai_kind
 from sao.engine.chat_template import check_conversation, render_prompt
+from sao.engine.logit_controls import bias_ids
 from sao.engine.types import (
     Completion,
     Continuation,
@@ -123,10 +124,19 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def sampling_body(params: SamplingParams, seed: int | None) -> dict[str, Any]:
+def sampling_body(
+    params: SamplingParams, seed: int | None, logit_bias: dict[int, float] | None = None
+) -> dict[str, Any]:
     """The sampling fields of one request. Each request asks for one sample (``n`` is left at 1), so that
     every sample has its own seed. ``max_tokens`` rather than ``max_completion_tokens``: every server
-    above knows it."""
+    above knows it.
+
+    Frequency and presence penalties are OpenAI's own fields, over the generated tokens as in sao (n = 1;
+    ``penalty_ngram > 1`` is refused by `check_sampling` first). ``logit_bias`` is ``params.logit_bias``
+    resolved to token ids (`sao.engine.logit_controls.bias_ids`), sent as OpenAI's ``{"id": bias}``; OpenAI
+    takes biases in [-100, 100], and a server may refuse or clip others. Each is sent only when set, so a
+    plain request's body is what it always was (some servers refuse fields they do not know).
+    """
     body: dict[str, Any] = {"max_tokens": params.max_new_tokens, "temperature": params.temperature}
     if not params.greedy:
         body["top_p"] = params.top_p
@@ -134,6 +144,12 @@ def sampling_body(params: SamplingParams, seed: int | None) -> dict[str, Any]:
         body["stop"] = list(params.stop)
     if seed is not None:
         body["seed"] = seed
+    if params.frequency_penalty:
+        body["frequency_penalty"] = params.frequency_penalty
+    if params.presence_penalty:
+        body["presence_penalty"] = params.presence_penalty
+    if logit_bias:
+        body["logit_bias"] = {str(token): bias for token, bias in sorted(logit_bias.items())}
     return body
 
 
@@ -308,10 +324,15 @@ class OpenAIEngine:
     ) -> list[Completion]:
         """Sample ``n`` continuations per conversation, one request per sample; one Completion each, in order.
 
-        Prompts of a kind this engine lacks (raw text, token ids, message parts) raise CapabilityError.
+        Prompts of a kind this engine lacks (raw text, token ids, message parts) raise CapabilityError, and
+        so do sampling controls it lacks (an n-gram penalty; a logit bias with ``api: chat``, which has no
+        tokenizer to name token ids with).
         """
         check_call(self, "generate", conversations)
         params = per_request(sampling, len(conversations))
+        check_sampling(self, params, "generate")
+        # The local tokenizer is the served model's (completions prompts go out as its ids too).
+        biases = {p: bias_ids(self.tokenizer, p.logit_bias) for p in set(params) if p.logit_bias}
         if self.api == "chat":
             for i, conversation in enumerate(conversations):
                 check_conversation(conversation, f"conversation {i}")
@@ -320,7 +341,7 @@ class OpenAIEngine:
             texts = [render_prompt(self.tokenizer, c) for c in conversations]
             prompts = [({"model": self.served_model}, self._ids(text), text) for text in texts]
         jobs = [
-            _Job(c, j, seed, body | sampling_body(p, seed), ids=ids, text=text)
+            _Job(c, j, seed, body | sampling_body(p, seed, biases.get(p)), ids=ids, text=text)
             for c, ((body, ids, text), p) in enumerate(zip(prompts, params))
             for j, seed in enumerate(sample_seed(p, j) for j in range(p.n))
         ]

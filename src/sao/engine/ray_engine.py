@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from tqdm.auto import tqdm
 
-from sao.engine.capabilities import Capability, backend_capabilities, check_call, engine_kind, require
+from sao.engine.capabilities import Capability, backend_capabilities, check_call, check_sampling, engine_kind, require
 from sao.engine.config import EngineSection, RaySection
 from sao.engine.types import (
     Completion,
@@ -288,13 +288,15 @@ class RayEngine:
             raise RuntimeError("RayEngine is closed")
         return self._cluster
 
-    # Prompt kinds are checked here, so that a refusal is one error on the driver, before any actor works.
+    # Prompt kinds and sampling controls are checked here, so that a refusal is one error on the driver,
+    # before any actor works. SamplingParams (logit controls included) reach the actors pickled, as they are.
     def generate(
         self, prompts: Sequence[Prompt], sampling: SamplingParams | Sequence[SamplingParams]
     ) -> list[Completion]:
         """One Completion per prompt, in input order, from the actors."""
         check_call(self, "generate", prompts)
         params = per_request(sampling, len(prompts))
+        check_sampling(self, params, "generate")
         listed = list(prompts)
         return self._map("generate", len(listed), lambda actor, s: actor.generate.remote(listed[s], params[s]))
 

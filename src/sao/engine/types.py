@@ -10,8 +10,10 @@ set; asked for more, it raises `sao.engine.capabilities.CapabilityError`.
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypedDict
 
@@ -79,6 +81,9 @@ Prompt = Conversation | RawPrompt | TokenPrompt
 Continuation = str | Sequence[int]
 
 
+LogitBias = tuple[tuple[str, float], ...]
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How to sample one request. ``temperature == 0`` means greedy decoding.
@@ -86,6 +91,23 @@ class SamplingParams:
     ``seed`` makes a request reproducible on its own, whatever else shares its batch; sample
     ``j`` of ``n`` uses `derive_seed(seed, j)`. With no seed, a fresh one is drawn and
     reported on each `Sample`, so any output can still be reproduced.
+
+    Logit controls, as SELF-ALIGN's decoding uses them (Sun et al. 2023, Dromedary: a -100 bias on "Sorry"
+    keeps the model from opening with a refusal; an n-gram frequency penalty against repeating itself).
+    They change the logits at every decoding step, greedy rows included, before temperature and top-p:
+
+    - ``logit_bias``: (text, bias) pairs; a dict is taken too. Each text becomes token ids with the
+      engine's own tokenizer: the bias is added to the FIRST token of the text as written and of the text
+      with a leading space (" Sorry" and "Sorry" are different tokens in a BPE vocabulary), whichever way
+      round it is given. An id named by two texts gets the bias of the largest magnitude (see
+      `sao.engine.logit_controls.bias_ids`). Kept as a sorted tuple of pairs so the params stay hashable.
+      Needs the ``logit_bias`` capability.
+    - ``frequency_penalty``, ``presence_penalty``: OpenAI's penalties over the tokens GENERATED so far in
+      this sequence (not the prompt): ``logit[t] -= frequency_penalty * count(t) + presence_penalty *
+      (count(t) > 0)``. Negative values reward repeats instead.
+    - ``penalty_ngram``: n of the n-gram the penalties count. With n > 1, count(t) is how often the n-gram
+      (the last n-1 generated tokens, then t) already occurs among the generated tokens; until n-1 tokens
+      exist nothing is penalised. n > 1 needs the ``ngram_penalty`` capability.
     """
 
     n: int = 1
@@ -94,6 +116,10 @@ class SamplingParams:
     max_new_tokens: int = 256
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    logit_bias: LogitBias = ()
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    penalty_ngram: int = 1
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -107,10 +133,51 @@ class SamplingParams:
         if any(not s for s in self.stop):
             raise ConfigError("stop: stop strings must be non-empty")
         object.__setattr__(self, "stop", tuple(self.stop))
+        object.__setattr__(self, "logit_bias", normalise_logit_bias(self.logit_bias))
+        for name in ("frequency_penalty", "presence_penalty"):
+            value = getattr(self, name)
+            if not is_finite_number(value):
+                raise ConfigError(f"{name}: must be a finite number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        ngram = self.penalty_ngram
+        if isinstance(ngram, bool) or not isinstance(ngram, numbers.Integral) or ngram < 1:
+            raise ConfigError(f"penalty_ngram: must be an integer >= 1, got {ngram!r}")
+        object.__setattr__(self, "penalty_ngram", int(ngram))
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+    @property
+    def penalised(self) -> bool:
+        """Whether a frequency or presence penalty applies (either is non-zero)."""
+        return self.frequency_penalty != 0 or self.presence_penalty != 0
+
+
+def is_finite_number(value: object) -> bool:
+    """A real number that is neither inf nor nan; a bool is not taken for one (True is no penalty)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def normalise_logit_bias(logit_bias: Mapping[str, float] | Iterable[tuple[str, float]]) -> LogitBias:
+    """``logit_bias`` as a sorted tuple of (text, float) pairs; raises ConfigError naming the field for an
+    empty text or a bias that is not a finite number.
+
+    Sorted, so that the same biases given in another order (or as a dict) make equal, equally hashed params.
+    """
+    pairs = logit_bias.items() if isinstance(logit_bias, Mapping) else logit_bias
+    normalised = []
+    for pair in pairs:
+        try:
+            text, bias = pair
+        except (TypeError, ValueError):
+            raise ConfigError(f"logit_bias: expected (text, bias) pairs or a dict, got {pair!r}") from None
+        if not isinstance(text, str) or not text:
+            raise ConfigError(f"logit_bias: texts must be non-empty strings, got {text!r}")
+        if not is_finite_number(bias):
+            raise ConfigError(f"logit_bias: the bias of {text!r} must be a finite number, got {bias!r}")
+        normalised.append((text, float(bias)))
+    return tuple(sorted(normalised))
 
 
 def derive_seed(*parts: object) -> int:

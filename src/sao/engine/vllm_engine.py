@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sao.engine.capabilities import CAPABILITIES, Capability, check_call, missing
+from sao.engine.capabilities import CAPABILITIES, Capability, check_call, check_sampling, missing
+from sao.engine.logit_controls import bias_ids
 from sao.engine.prompts import continuation_ids, prompt_ids
 from sao.engine.types import (
     Completion,
@@ -91,9 +92,18 @@ class ScoreRequest:
         return self.prompt_token_ids[self.start :]
 
 
-def sampling_kwargs(params: SamplingParams, seed: int | None) -> dict[str, Any]:
-    """``vllm.SamplingParams`` keywords for one sample (n=1: the n samples are separate requests)."""
-    return {
+def sampling_kwargs(
+    params: SamplingParams, seed: int | None, logit_bias: dict[int, float] | None = None
+) -> dict[str, Any]:
+    """``vllm.SamplingParams`` keywords for one sample (n=1: the n samples are separate requests).
+
+    ``logit_bias`` is ``params.logit_bias`` resolved to token ids (`sao.engine.logit_controls.bias_ids`, with
+    the engine's HF tokenizer, as the in-process engines resolve it); vLLM adds it at every step, as they do.
+    vLLM's frequency and presence penalties count the output tokens, as sao's do for n = 1; it has no
+    n-gram penalty (``penalty_ngram > 1`` is refused by `check_sampling` first). The controls are sent only
+    when set, so a plain request's keywords are what they always were.
+    """
+    kwargs: dict[str, Any] = {
         "n": 1,
         "temperature": params.temperature,
         "top_p": params.top_p,
@@ -101,15 +111,24 @@ def sampling_kwargs(params: SamplingParams, seed: int | None) -> dict[str, Any]:
         "stop": list(params.stop),
         "seed": seed,
     }
+    if params.frequency_penalty:
+        kwargs["frequency_penalty"] = params.frequency_penalty
+    if params.presence_penalty:
+        kwargs["presence_penalty"] = params.presence_penalty
+    if logit_bias:
+        kwargs["logit_bias"] = dict(logit_bias)
+    return kwargs
 
 
 def generation_requests(
     tokenizer: Any, prompts: Sequence[Prompt], sampling: SamplingParams | Sequence[SamplingParams]
 ) -> list[GenerationRequest]:
-    """One request per sample of each prompt, in (prompt, sample) order."""
+    """One request per sample of each prompt, in (prompt, sample) order; each logit_bias is resolved to
+    token ids once per distinct params."""
     params = per_request(sampling, len(prompts))
+    biases = {p: bias_ids(tokenizer, p.logit_bias) for p in set(params) if p.logit_bias}
     return [
-        GenerationRequest(c, j, ids, sampling_kwargs(p, sample_seed(p, j)))
+        GenerationRequest(c, j, ids, sampling_kwargs(p, sample_seed(p, j), biases.get(p)))
         for c, (ids, p) in enumerate(zip(prompt_ids(tokenizer, prompts), params))
         for j in range(p.n)
     ]
@@ -284,6 +303,7 @@ class VLLMEngine:
         """Sample ``n`` continuations per prompt; returns one Completion each, in order."""
         check_call(self, "generate", prompts)
         params = per_request(sampling, len(prompts))
+        check_sampling(self, params, "generate")
         requests = generation_requests(self.tokenizer, prompts, params)
         started = time.perf_counter()
         outputs = self._run([r.prompt_token_ids for r in requests], [r.sampling for r in requests])
