@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sao.engine.types import Engine
+from sao.errors import SaoError
 from sao.methods.method import StageContext
 from sao.methods.self_align.config import SelfAlignConfig
 from sao.methods.self_align.rows import short_prompt
@@ -49,6 +50,11 @@ def engrave(ctx: StageContext, data: Path, held_out: list[dict[str, Any]], model
 
     section: SelfAlignConfig = ctx.section
     store = ctx.store
+    if not store.manifest.stages["engrave_data"].rows:
+        raise SaoError(
+            f"{store.root}: no principle-driven answer was kept to engrave (see answers in report.md); raise "
+            "synth.prompts.total, lower synth.answers.min_chars, or lower synth.engrave.held_out"
+        )
     store.stage_started(STAGE)
     before = held_out_logprobs(ctx.engine, section, held_out)
     _release(ctx.engine)  # the generation model's memory goes back before training
