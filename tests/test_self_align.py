@@ -17,7 +17,7 @@ from sao.methods.self_align.answers import copied_markers, principle_prompt, rea
 from sao.methods.self_align.config import SelfAlignConfig
 from sao.methods.self_align.questions import Hint, match_hints, parse_written, question_prompt
 from sao.methods.self_align.rows import sft_row, short_prompt
-from sao.methods.self_align.selection import quotas, select_prompts, split_held_out
+from sao.methods.self_align.selection import candidates, quotas, select_prompts, split_held_out
 from sao.methods.self_align.tasks import parse_task, task_problem, task_prompt
 from sao.methods.self_align.topics import add_topics, balance, brainstorm_prompt, parse_topics, topic_problem
 from sao.methods.self_align.training import with_turns
@@ -185,7 +185,7 @@ def test_prompt_selection_drops_duplicate_hints_short_and_near_duplicate_questio
     tasks = [{"id": "task-0", "task": "Write a short poem about the sea at night."},
              {"id": "task-1", "task": "Write a short poem about the sea at night!"}]  # fmt: skip
     section = SECTION.model_copy(update={"prompts": SECTION.prompts.model_copy(update={"total": 10})})
-    rows = {r.id: r for r in select_prompts(section, _question_rows(), tasks, KINDS, [])}
+    rows = {r.id: r for r in select_prompts(section, candidates(section, _question_rows(), tasks, KINDS, []))}
     assert rows["tgrt-q-1-0"].drop_reason is None
     assert rows["tgrt-q-1-1"].drop_reason == "duplicate_hint"  # Tenancy Law is served already
     assert rows["tgrt-q-2-0"].drop_reason == "near_duplicate"  # the same text for another hint
@@ -194,7 +194,7 @@ def test_prompt_selection_drops_duplicate_hints_short_and_near_duplicate_questio
     assert rows["si-task-0"].drop_reason is None and rows["si-task-1"].drop_reason == "near_duplicate"
     # A task that repeats a seed task is dropped too (Self-Instruct's filter).
     seed = content.SeedTask("s1", "Write a short poem about the sea at night.")
-    again = {r.id: r for r in select_prompts(section, [], tasks[:1], KINDS, [seed])}
+    again = {r.id: r for r in select_prompts(section, candidates(section, [], tasks[:1], KINDS, [seed]))}
     assert again["si-task-0"].drop_reason == "near_duplicate"
 
 
@@ -212,7 +212,7 @@ def test_prompts_over_the_quota_are_dropped_as_such() -> None:
     section = SECTION.model_copy(
         update={"prompts": SECTION.prompts.model_copy(update={"total": 3, "tgrt_share": 0.34})}
     )
-    rows = select_prompts(section, _question_rows(), tasks, KINDS, [])
+    rows = select_prompts(section, candidates(section, _question_rows(), tasks, KINDS, []))
     kept = [r for r in rows if r.drop_reason is None]
     assert len(kept) == 3 and sum(r.source == "tgrt" for r in kept) == 1
     assert sum(r.drop_reason == "over_quota" for r in rows) == (2 - 1) + (4 - 2)  # per side: alive - quota

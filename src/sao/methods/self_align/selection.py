@@ -79,15 +79,8 @@ def quotas(total: int, share: float, tgrt: int, plain: int) -> tuple[int, int]:
     return take_tgrt, take_plain
 
 
-def select_prompts(
-    section: SelfAlignConfig,
-    question_rows: list[dict[str, Any]],
-    task_rows: list[dict[str, Any]],
-    kinds: list[QuestionType],
-    seeds: list[SeedTask],
-) -> list[PromptRow]:
-    """`candidates`, with the survivors beyond each side's quota dropped as ``over_quota`` (a seeded draw)."""
-    rows = candidates(section, question_rows, task_rows, kinds, seeds)
+def select_prompts(section: SelfAlignConfig, rows: list[PromptRow]) -> list[PromptRow]:
+    """`candidates`' rows, with the survivors beyond each side's quota dropped as ``over_quota`` (a seeded draw)."""
     m = section.prompts
     alive = {
         source: [r.id for r in rows if r.source == source and r.drop_reason is None] for source in (TGRT, SELF_INSTRUCT)

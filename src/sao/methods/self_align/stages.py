@@ -24,7 +24,7 @@ from sao.methods.self_align.answers import principle_prompt, read_answer
 from sao.methods.self_align.config import SelfAlignConfig
 from sao.methods.self_align.questions import Hint, match_hints, parse_written, question_prompt
 from sao.methods.self_align.rows import SFTRow, sft_row
-from sao.methods.self_align.selection import select_prompts, split_held_out
+from sao.methods.self_align.selection import candidates, select_prompts, split_held_out
 from sao.methods.self_align.tasks import parse_task, task_problem, task_prompt
 from sao.methods.self_align.topics import add_topics, balance, brainstorm_prompt, parse_topics
 from sao.methods.self_align.training import engrave
@@ -86,6 +86,30 @@ class VerboseRow(BaseModel):
 
 def _raw(texts: Sequence[str]) -> list[RawPrompt]:
     return [RawPrompt(text) for text in texts]
+
+
+def _first_samples(
+    engine: Any,
+    texts: list[str],
+    rows: list[dict[str, Any]],
+    s: Any,
+    stage: str,
+    stop: tuple[str, ...],
+    **controls: Any,
+) -> list[Any]:
+    """One sample per raw prompt, with ``s``'s temperature, top-p, budget and a seed per row id."""
+    params = [
+        SamplingParams(
+            temperature=s.temperature,
+            top_p=s.top_p,
+            max_new_tokens=s.max_new_tokens,
+            stop=stop,
+            seed=derive_seed(s.seed, stage, r["id"]),
+            **controls,
+        )
+        for r in rows
+    ]
+    return [done.samples[0] for done in engine.generate(_raw(texts), params)]
 
 
 def _resumable(
@@ -259,13 +283,14 @@ def prompt_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_prompts(ctx: StageContext) -> StageResult:
     section: SelfAlignConfig = ctx.section
-    rows = select_prompts(
+    found = candidates(
         section,
         kept(ctx.store.rows(QUESTIONS)),
         kept(ctx.store.rows(TASKS)) if section.self_instruct.requests else [],
         content.load_question_types(section.question_types),
         content.load_seed_tasks(section.seed_tasks) if section.self_instruct.requests else [],
     )
+    rows = select_prompts(section, found)
     return _resumable(ctx, PROMPTS, rows, lambda chunk: chunk, key=lambda r: r.id, stats=prompt_stats)
 
 
@@ -280,20 +305,9 @@ def run_answers(ctx: StageContext) -> StageResult:
 
     def process(chunk: list[dict[str, Any]]) -> list[AnswerRow]:
         texts = [principle_prompt(principles, exemplars, turns, section.name, identity, r["query"]) for r in chunk]
-        params = [
-            SamplingParams(
-                temperature=a.temperature,
-                top_p=a.top_p,
-                max_new_tokens=a.max_new_tokens,
-                stop=turns.stops,
-                logit_bias=a.logit_bias,
-                seed=derive_seed(a.seed, ANSWERS, r["id"]),
-            )
-            for r in chunk
-        ]
+        samples = _first_samples(ctx.engine, texts, chunk, a, ANSWERS, turns.stops, logit_bias=a.logit_bias)
         rows = []
-        for row, done in zip(chunk, ctx.engine.generate(_raw(texts), params)):
-            sample = done.samples[0]
+        for row, sample in zip(chunk, samples):
             read = read_answer(
                 sample.text,
                 turns,
@@ -365,23 +379,10 @@ def run_verbose(ctx: StageContext) -> StageResult:
     engine = ctx.engine_for(str(engraved_dir(ctx.store.root)))
 
     def process(chunk: list[dict[str, Any]]) -> list[VerboseRow]:
-        params = [
-            SamplingParams(
-                temperature=v.temperature,
-                top_p=v.top_p,
-                max_new_tokens=v.max_new_tokens,
-                stop=turns.stops,
-                frequency_penalty=v.frequency_penalty,
-                presence_penalty=v.presence_penalty,
-                penalty_ngram=v.penalty_ngram,
-                seed=derive_seed(v.seed, VERBOSE, r["id"]),
-            )
-            for r in chunk
-        ]
         texts = [verbose_prompt(prompt, turns, section.name, r["query"]) for r in chunk]
+        penalties = {k: getattr(v, k) for k in ("frequency_penalty", "presence_penalty", "penalty_ngram")}
         rows = []
-        for row, done in zip(chunk, engine.generate(_raw(texts), params)):
-            sample = done.samples[0]
+        for row, sample in zip(chunk, _first_samples(engine, texts, chunk, v, VERBOSE, turns.stops, **penalties)):
             answer, reason = read_verbose(
                 sample.text, turns, prompt, row["query"], min_chars=v.min_chars, copy_markers=v.copy_markers
             )
