@@ -95,7 +95,8 @@ def test_a_base_model_run_engraves_clones_and_saves_its_turn_format_as_chat_temp
 
     # The lengths before and after, in the run report; the trained model is a chat model now.
     assert "Answer length under the short prompt" in (out / "report.md").read_text()
-    assert set(json.loads((out / "self-align" / "lengths.json").read_text())) == {"iter-1/before", "iter-1/after"}
+    lengths = json.loads((out / "self-align" / "lengths.json").read_text())
+    assert set(lengths) == {"iter-1/before", "iter-1/engraved", "iter-1/after"}
     served = load_model(str(model), dtype="float32")
     text = render_prompt(served.tokenizer, [{"role": "user", "content": "Hi?"}])
     assert text == "### User\nHi?\n\n### Sage\n"

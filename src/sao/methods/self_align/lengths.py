@@ -1,6 +1,7 @@
-"""After the last iteration: does verbose cloning lengthen the answers? Each iteration's starting and trained
-models answer its held-out queries greedily under the short prompt; the mean lengths go to
-``self-align/lengths.json``, ``lengths.png`` and the run report. Generation is a resumable stage."""
+"""After the last iteration: does verbose cloning lengthen the answers? Each iteration's starting model, its
+engraved model (stage 3, before verbose cloning) and its trained model answer its held-out queries greedily
+under the short prompt; the mean lengths go to ``self-align/lengths.json``, ``lengths.png`` and the run
+report. Generation is a resumable stage."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 from sao.atomic import write_text_atomic
 from sao.engine import SamplingParams
 from sao.methods.self_align.rows import short_prompt
+from sao.methods.self_align.stages import engraved_dir
 from sao.stage import run_stage
 from sao.store import RunStore
 
@@ -23,7 +25,7 @@ class LengthRow(BaseModel):
     id: str
     schema_version: int = 1
     iteration: int
-    model: str  # "before" (the iteration's starting model) or "after" (its trained model)
+    model: str  # "before" (the iteration's starting model), "engraved" (stage 3's) or "after" (its trained model)
     query: str
     answer: str
     num_tokens: int
@@ -72,7 +74,7 @@ def plot(summary: dict[str, dict[str, float]], path: Path) -> Path:
 
     keys = list(summary)
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(keys)), 3.2))
-    colours = ["tab:grey" if k.endswith("before") else "tab:blue" for k in keys]
+    colours = [{"before": "tab:grey", "engraved": "tab:orange"}.get(k.rsplit("/", 1)[-1], "tab:blue") for k in keys]
     ax.bar(range(len(keys)), [summary[k]["mean_tokens"] for k in keys], color=colours)
     ax.set_xticks(range(len(keys)), keys, rotation=20, ha="right")
     ax.set_ylabel("mean answer tokens (greedy)")
@@ -93,7 +95,8 @@ def compare_lengths(config: Any, out_dir: Path, iterations: list[Any], *, progre
         held = it.synth.rows("held_out")
         if not held:
             continue
-        for label, model in (("before", it.model_in), ("after", str(it.model_out))):
+        models = (("before", it.model_in), ("engraved", str(engraved_dir(it.synth.root))), ("after", str(it.model_out)))
+        for label, model in models:
             items = [
                 {"id": f"iter-{it.index}-{label}-{r['id']}", "iteration": it.index, "model": label,
                  "query": r["prompt"][-1]["content"]}
