@@ -68,11 +68,19 @@ def _recipe(model: Path) -> dict:
 def test_a_base_model_run_engraves_clones_and_saves_its_turn_format_as_chat_template(
     tmp_path, bare_model_dir, monkeypatch
 ) -> None:
-    engine = FormatEngine()
-    monkeypatch.setattr("sao.engine.lazy.build_engine", lambda *args, **kwargs: engine)
+    engine, loads = FormatEngine(), []
+
+    def build(model: str, *args, **kwargs) -> FormatEngine:
+        loads.append(str(model))
+        return engine
+
+    monkeypatch.setattr("sao.engine.lazy.build_engine", build)
     out = tmp_path / "run"
     iterations = sao.run(_recipe(bare_model_dir), out)
     synth, model = out / "iter-1" / "synth", iterations[-1].model_out
+    # The engraved model loads once in the synthesis (its log-prob check and verbose cloning share the
+    # engine), once more in the length check after the run.
+    assert loads.count(str(synth / "engraved")) == 2
     template = Turns.of(SelfAlignConfig()).chat_template()
     for trained in (synth / "engraved", model):  # both trained models carry the turn format's template
         assert AutoTokenizer.from_pretrained(trained).chat_template == template

@@ -14,6 +14,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from sao.engine.logit_controls import LogitControls, adjust_logits, logit_controls
 from sao.engine.prompts import prompt_ids
 from sao.engine.stops import StopStrings
 from sao.engine.types import FinishReason, Prompt, Sample, SamplingParams, per_request, sample_seed
@@ -28,6 +29,7 @@ class Job:
     prompt: list[int]
     params: SamplingParams
     seed: int | None
+    controls: LogitControls | None = None  # its logit bias and penalties (`sao.engine.logit_controls`)
     generated: list[int] = field(default_factory=list)
     finish: FinishReason = "length"
 
@@ -50,15 +52,25 @@ class Job:
 def make_jobs(
     tokenizer: Any, prompts: Sequence[Prompt], sampling: SamplingParams | Sequence[SamplingParams]
 ) -> tuple[list[Job], list[SamplingParams]]:
-    """One Job per requested sample, with the prompt's token ids (`sao.engine.prompts.prompt_ids`)."""
+    """One Job per requested sample, with the prompt's token ids (`sao.engine.prompts.prompt_ids`) and its
+    logit controls, resolved once per distinct params (they are hashable), not per row or per step."""
     params = per_request(sampling, len(prompts))
     encoded = prompt_ids(tokenizer, prompts)
+    controls = {p: logit_controls(tokenizer, p) for p in set(params)}
     jobs = [
-        Job(c, j, prompt, p, sample_seed(p, j))
+        Job(c, j, prompt, p, sample_seed(p, j), controls[p])
         for c, (prompt, p) in enumerate(zip(encoded, params))
         for j in range(p.n)
     ]
     return jobs, params
+
+
+def adjusted(logits: Any, jobs: Sequence[Job]) -> Any:
+    """One step's logits with each row's controls applied (``jobs[i]`` is row i); untouched when no row has
+    any, the common case."""
+    if all(job.controls is None for job in jobs):
+        return logits
+    return adjust_logits(logits, [(job.controls, job.generated) for job in jobs])
 
 
 def eos_ids(generation_config: Any, tokenizer: Any) -> set[int]:

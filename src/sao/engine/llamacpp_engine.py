@@ -36,8 +36,7 @@ from tqdm.auto import tqdm
 
 from sao.engine.capabilities import CAPABILITIES, check_call, check_sampling
 from sao.engine.config import LlamaCppSection
-from sao.engine.decoding import Job, Meter, eos_ids, make_jobs
-from sao.engine.logit_controls import adjust_logits, logit_controls
+from sao.engine.decoding import Job, Meter, adjusted, eos_ids, make_jobs
 from sao.engine.prompts import continuation_ids, prompt_ids
 from sao.engine.sampler import choose_tokens
 from sao.engine.scoring import expand, group_requests
@@ -423,9 +422,6 @@ class LlamaCppEngine:
         for job in jobs:
             self._check_fits(job.conv, len(job.prompt) + 1, "the prompt and one new token")
         stops = {p.stop: StopStrings(self.tokenizer, p.stop) for p in params}
-        # Resolved once per call, per distinct params (hashable): not per row, nor per step.
-        controls = {p: logit_controls(self.tokenizer, p) for p in set(params)}
-        controlled = any(c is not None for c in controls.values())  # else the logits go to the sampler untouched
         generators = [None if job.seed is None else torch.Generator().manual_seed(job.seed) for job in jobs]
         streams = [_Stream(list(job.prompt), job=job, index=i) for i, job in enumerate(jobs)]
         meter = Meter(len(jobs), self.progress)
@@ -434,9 +430,7 @@ class LlamaCppEngine:
             rows = [stream for stream, _ in outputs]
             temperature = torch.tensor([[s.job.params.temperature or 1.0] for s in rows])  # type: ignore[union-attr]
             top_p = torch.tensor([[s.job.params.top_p] for s in rows])  # type: ignore[union-attr]
-            if controlled:
-                row_jobs: list[Job] = [s.job for s in rows]  # type: ignore[misc]
-                logits = adjust_logits(logits, [(controls[job.params], job.generated) for job in row_jobs])
+            logits = adjusted(logits, [s.job for s in rows])  # type: ignore[misc]
             tokens = choose_tokens(logits, temperature, top_p, [generators[s.index] for s in rows])
             for stream, token in zip(rows, tokens.tolist()):
                 job = stream.job

@@ -18,8 +18,7 @@ from transformers import DynamicCache
 
 from sao.engine.batching import left_pad, length_buckets
 from sao.engine.capabilities import CAPABILITIES, check_call, check_sampling
-from sao.engine.decoding import Job, Meter, eos_ids, make_jobs
-from sao.engine.logit_controls import LogitControls, adjust_logits, logit_controls
+from sao.engine.decoding import Job, Meter, adjusted, eos_ids, make_jobs
 from sao.engine.prompts import continuation_ids, prompt_ids
 from sao.engine.sampler import choose_tokens
 from sao.engine.scoring import ScoreGroup, expand, group_requests
@@ -92,14 +91,12 @@ class TransformersEngine:
         params = per_request(sampling, len(prompts))
         check_sampling(self, params, "generate")
         jobs, params = make_jobs(self.tokenizer, prompts, params)
-        # Resolved once per call, per distinct params (hashable): not per row, nor per step.
-        controls = {p: logit_controls(self.tokenizer, p) for p in set(params)}
         completions = [Completion([None] * p.n) for p in params]  # type: ignore[list-item]
         meter = Meter(len(jobs), self.progress)
         try:
             for bucket in length_buckets([len(job.prompt) for job in jobs], self.max_batch_size):
                 batch = [jobs[i] for i in bucket]
-                for job, sample in zip(batch, self._decode(batch, meter, [controls[job.params] for job in batch])):
+                for job, sample in zip(batch, self._decode(batch, meter)):
                     completions[job.conv].samples[job.sample] = sample
         finally:
             meter.close()
@@ -125,9 +122,9 @@ class TransformersEngine:
         )
         return out.logits[:, -1, :]
 
-    def _decode(self, batch: list[Job], meter: Meter, controls: list[LogitControls | None]) -> list[Sample]:
-        """Decode one bucket; rows leave the batch as soon as they finish. ``controls[i]`` are row i's
-        logit controls (`sao.engine.logit_controls`), applied before every token is chosen."""
+    def _decode(self, batch: list[Job], meter: Meter) -> list[Sample]:
+        """Decode one bucket; rows leave the batch as soon as they finish. Each row's logit controls
+        (`Job.controls`) apply before every token is chosen."""
         device = self.device
         ids, mask, positions = left_pad([job.prompt for job in batch], self.pad_id, device)
         temperature = torch.tensor([[job.params.temperature or 1.0] for job in batch], device=device)
@@ -135,14 +132,12 @@ class TransformersEngine:
         generators = [None if job.seed is None else torch.Generator().manual_seed(job.seed) for job in batch]
         stops = {job.params.stop: StopStrings(self.tokenizer, job.params.stop) for job in batch}
         alive = list(range(len(batch)))  # batch index of each row still decoding
-        controlled = any(c is not None for c in controls)  # else the logits go to the sampler untouched
 
         cache = DynamicCache(config=self.model.config)
         logits = self._forward(ids, mask, positions, cache)
         positions = positions[:, -1:]
         for _ in range(max(job.params.max_new_tokens for job in batch)):
-            if controlled:
-                logits = adjust_logits(logits, [(controls[i], batch[i].generated) for i in alive])
+            logits = adjusted(logits, [batch[i] for i in alive])
             tokens = choose_tokens(logits, temperature, top_p, [generators[i] for i in alive])
             keep = [
                 row

@@ -5,6 +5,7 @@ The loop (`sao.loop.run`) calls `run_synth` once per iteration; ``sao synth`` ca
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -113,6 +114,10 @@ def run_synth(
     """
     check_until(method, section, until)
     store = RunStore.open(out_dir, config or section.model_dump(), model_info, force=force)
+    if engine_for is not None:
+        # One lazy engine per model for the whole directory: a model a stage trains (SELF-ALIGN's engraved
+        # one) is loaded once, however many later stages generate with it or score with it.
+        engine_for = functools.cache(engine_for)
     context = StageContext(
         section=section,
         store=store,

@@ -27,7 +27,7 @@ from sao.methods.self_align.rows import SFTRow, sft_row
 from sao.methods.self_align.selection import candidates, select_prompts, split_held_out
 from sao.methods.self_align.tasks import parse_task, task_problem, task_prompt
 from sao.methods.self_align.topics import add_topics, balance, brainstorm_prompt, parse_topics
-from sao.methods.self_align.training import engrave
+from sao.methods.self_align.training import engrave, release
 from sao.methods.self_align.turns import Turns
 from sao.methods.self_align.verbose import read_verbose, verbose_prompt
 from sao.stage import StageResult, drop_stats, kept, run_stage
@@ -407,9 +407,7 @@ def run_verbose(ctx: StageContext) -> StageResult:
             stats=verbose_stats,
         )
     finally:
-        release = getattr(engine, "release", None)
-        if release is not None:
-            release()  # the engraved model's memory goes back before the final training
+        release(engine)  # the engraved model's memory goes back before the final training
 
 
 def run_training(ctx: StageContext) -> StageResult:

@@ -38,10 +38,11 @@ def held_out_logprobs(engine: Engine, section: SelfAlignConfig, rows: list[dict[
     }
 
 
-def _release(engine: Any) -> None:
-    release = getattr(engine, "release", None)
-    if release is not None:
-        release()
+def release(engine: Any) -> None:
+    """Free a lazy engine's model (`sao.engine.lazy.LazyEngine.release`); another engine keeps its own."""
+    free = getattr(engine, "release", None)
+    if free is not None:
+        free()
 
 
 def engrave(ctx: StageContext, data: Path, held_out: list[dict[str, Any]], model_dir: Path) -> StageResult:
@@ -57,7 +58,7 @@ def engrave(ctx: StageContext, data: Path, held_out: list[dict[str, Any]], model
         )
     store.stage_started(STAGE)
     before = held_out_logprobs(ctx.engine, section, held_out)
-    _release(ctx.engine)  # the generation model's memory goes back before training
+    release(ctx.engine)  # the generation model's memory goes back before training
     result = run_train(
         with_turns(section, section.engrave.train),
         section.model,
@@ -69,11 +70,9 @@ def engrave(ctx: StageContext, data: Path, held_out: list[dict[str, Any]], model
         trust_remote_code=ctx.trust_remote_code,
     )
     assert ctx.engine_for is not None  # the loop and `sao synth` give one
-    engraved = ctx.engine_for(str(result.model_dir))
-    try:
-        after = held_out_logprobs(engraved, section, held_out)
-    finally:
-        _release(engraved)
+    # The same lazy engine verbose cloning generates with next (`run_synth` keeps one per model), so the
+    # engraved model loads once; the verbose stage releases it.
+    after = held_out_logprobs(ctx.engine_for(str(result.model_dir)), section, held_out)
     stats = {
         "model": str(result.model_dir),
         "held_out": len(held_out),
