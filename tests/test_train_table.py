@@ -24,6 +24,7 @@ from sao.errors import ConfigError
 from sao.loop.config import validate_run
 from sao.recipe import Section, validate
 from sao.train.config import TRAINER_NAMES, TrainConfig
+from sao.train.grpo import grpo_trainer
 from sao.train.pretokenized import preference_trainer, simpo_trainer
 from sao.train.run import run_train
 from sao.train.table import PAIR_COLUMNS, TRAINERS, trainer_columns
@@ -31,6 +32,8 @@ from sao.train.trainers import build_trainer, common_arguments, training_argumen
 from sao.train.trl_fields import COMMON_SETS
 
 ROOT = Path(__file__).resolve().parents[1]
+# The trainers that read pairs (or SFT rows); GRPO samples its own answers to prompts: tests/test_grpo.py.
+PAIR_TRAINERS = [n for n in TRAINER_NAMES if n != "grpo"]
 QUIET = {"report_to": "none", "gradient_checkpointing": False, "max_length": 128}
 
 
@@ -76,10 +79,11 @@ def test_what_sao_sets_is_declared_and_exists_in_trl(tmp_path):
     common = common_arguments(config(), tmp_path, compute=torch.float32, progress=False)
     assert set(common) == set(COMMON_SETS)
     for name, record in TRAINERS.items():
-        section = TrainConfig.model_fields[name].annotation()
-        assert set(record.arguments(section)) == set(record.sets), name
+        batch = {"batch_size": 6} if name == "grpo" else {}  # GRPO's steps are whole groups of 6
+        assert set(record.arguments(config(trainer=name, **batch))) == set(record.sets), name
         fields = {f.name for f in dataclasses.fields(record.config_class())}
-        assert set(common) | set(record.sets) <= fields, name
+        assert (set(common) - record.without) | set(record.sets) <= fields, name
+        assert record.without <= set(common) and not record.without & fields, name
 
 
 @pytest.mark.parametrize(
@@ -93,12 +97,25 @@ def test_what_sao_sets_is_declared_and_exists_in_trl(tmp_path):
         ({"trainer": "ipo", "ipo": {"beta": 0.3}}, {"loss_type": ["ipo"], "beta": 0.3}),
         ({"trainer": "robust_dpo"}, {"loss_type": ["robust"], "beta": 0.1, "label_smoothing": 0.1}),
         ({"trainer": "sft"}, {"completion_only_loss": True, "packing": False}),
+        (
+            {"trainer": "grpo", "batch_size": 6},
+            {
+                "num_generations": 6,
+                "beta": 0.001,
+                "loss_type": "dr_grpo",
+                "scale_rewards": "none",
+                "max_completion_length": 4096,
+                "reward_weights": [1.0, 0.2],
+            },
+        ),
     ],
 )
 def test_a_trainers_section_reaches_its_trl_config(values, expected, tmp_path):
     args = trl_config(values, tmp_path)
     assert {key: getattr(args, key) for key in expected} == expected
-    assert (args.learning_rate, args.max_length) == (1e-6, 128)
+    assert args.learning_rate == 1e-6
+    if values.get("trainer") != "grpo":  # GRPOConfig has no max_length: prompt and completion have their own
+        assert args.max_length == 128
 
 
 def test_only_the_chosen_trainers_section_is_part_of_the_run():
@@ -115,17 +132,17 @@ def tokenizer(tiny_model_dir):
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
-@pytest.mark.parametrize("name", TRAINER_NAMES)
+@pytest.mark.parametrize("name", PAIR_TRAINERS)
 def test_the_trainer_keeps_saos_token_ids(name, tokenizer, tiny_model_dir, tmp_path):
     """What each TRL trainer will compute on is sao's tokenisation, not TRL's own."""
     from transformers import AutoModelForCausalLM
 
     record = TRAINERS[name]
     cfg = config(trainer=name)
-    ours = record.examples(tokenizer, PAIRS, cfg.max_length).examples
+    ours = record.examples(tokenizer, PAIRS, cfg).examples
     args = training_arguments(cfg, tmp_path, compute=torch.float32, progress=False)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    reference = AutoModelForCausalLM.from_pretrained(tiny_model_dir) if record.uses_reference else None
+    reference = AutoModelForCausalLM.from_pretrained(tiny_model_dir) if record.needs_reference(cfg.options) else None
     trainer = build_trainer(cfg, model, tokenizer, datasets.Dataset.from_list(ours), args, ref_model=reference)
     held = trainer.train_dataset.to_list()
     assert len(held) == len(ours)
@@ -146,7 +163,7 @@ def test_the_trainer_keeps_saos_token_ids(name, tokenizer, tiny_model_dir, tmp_p
 FIRST_LOSS = {"dpo": math.log(2), "ipo": (1 / (2 * 0.1)) ** 2, "robust_dpo": math.log(2)}
 
 
-@pytest.mark.parametrize("name", TRAINER_NAMES)
+@pytest.mark.parametrize("name", PAIR_TRAINERS)
 def test_every_trainer_trains_one_step(name, tiny_model_dir, pairs_file, tmp_path):
     one_step = config(
         trainer=name, learning_rate=1e-3, lr_scheduler="constant", warmup_ratio=0.0, epochs=1, batch_size=len(PAIRS)
@@ -242,22 +259,39 @@ def test_installed_trl_lies_in_the_pinned_range():
 
 
 @pytest.mark.parametrize(
-    "module, cls, method, parameters, ours",
+    "module, cls, method, parameters, ours, caller",
     [
-        ("trl.experimental.cpo", "CPOTrainer", "tokenize_row", ["self", "feature", "model"], simpo_trainer),
+        (
+            "trl.experimental.cpo",
+            "CPOTrainer",
+            "tokenize_row",
+            ["self", "feature", "model"],
+            simpo_trainer,
+            "__init__",
+        ),
         (
             "trl",
             "DPOTrainer",
             "_prepare_dataset",
             ["self", "dataset", "processing_class", "args", "dataset_name"],
             preference_trainer,
+            "__init__",
+        ),
+        (
+            "trl",
+            "GRPOTrainer",
+            "_generate_single_turn",
+            ["self", "prompt_ids", "images", "multimodal_fields", "num_generations", "has_tool_images"],
+            grpo_trainer,
+            "_generate",
         ),
     ],
 )
-def test_overridden_trl_methods_are_still_there_and_called(module, cls, method, parameters, ours):
-    """A TRL that renamed, re-signed or stopped calling these would silently re-tokenise sao's rows."""
+def test_overridden_trl_methods_are_still_there_and_called(module, cls, method, parameters, ours, caller):
+    """A TRL that renamed, re-signed or stopped calling these would silently re-tokenise sao's rows (or, for
+    GRPO, sample its rollouts with model.generate again)."""
     trl_class = getattr(importlib.import_module(module), cls)
-    assert method in vars(trl_class), f"{cls}.{method} is gone: sao's override in sao/train/pretokenized.py is dead"
+    assert method in vars(trl_class), f"{cls}.{method} is gone: sao's override of it is dead"
     assert list(inspect.signature(getattr(trl_class, method)).parameters) == parameters
     assert list(inspect.signature(getattr(ours(), method)).parameters) == parameters
-    assert f"self.{method}" in inspect.getsource(trl_class.__init__)
+    assert f"self.{method}" in inspect.getsource(getattr(trl_class, caller))

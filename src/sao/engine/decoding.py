@@ -32,11 +32,12 @@ class Job:
     controls: LogitControls | None = None  # its logit bias and penalties (`sao.engine.logit_controls`)
     generated: list[int] = field(default_factory=list)
     finish: FinishReason = "length"
+    eos_token: int | None = None
 
     def accept(self, token: int, eos_ids: set[int], stops: StopStrings) -> bool:
         """Take the next token; False once the sequence is finished."""
         if token in eos_ids:
-            self.finish = "stop"
+            self.finish, self.eos_token = "stop", token
             return False
         self.generated.append(token)
         if stops.hit(self.generated):
@@ -46,7 +47,7 @@ class Job:
 
     def result(self, tokenizer: Any, stops: StopStrings) -> Sample:
         text = tokenizer.decode(self.generated, skip_special_tokens=True)
-        return Sample(stops.truncate(text), self.generated, self.finish, self.seed)
+        return Sample(stops.truncate(text), self.generated, self.finish, self.seed, self.eos_token)
 
 
 def make_jobs(

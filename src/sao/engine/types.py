@@ -208,6 +208,9 @@ class Sample:
     token_ids: list[int]
     finish_reason: FinishReason  # "stop": EOS or a stop string; "length": hit max_new_tokens
     seed: int | None  # None for greedy samples, which need no seed
+    # The end-of-sequence token that stopped it, not in ``token_ids`` (None: a stop string, the budget, or an
+    # engine that does not report it). GRPO's rollouts train on it, as the model emitted it.
+    eos_token_id: int | None = None
 
     @property
     def num_tokens(self) -> int:

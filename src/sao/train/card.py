@@ -11,7 +11,7 @@ from sao import __version__
 from sao.embedded_models import EMBEDDED_MODELS
 from sao.stages.pairs import pair_stats
 from sao.train.config import TrainConfig
-from sao.train.curves import PREFERENCE_METRICS
+from sao.train.curves import METRICS
 
 
 def metrics_table(stats: dict[str, Any]) -> list[str]:
@@ -20,7 +20,7 @@ def metrics_table(stats: dict[str, Any]) -> list[str]:
     if any(k.startswith("first_epoch_mean_") for k in stats):
         columns += [("first-epoch mean", "first_epoch_mean_"), ("last-epoch mean", "last_epoch_mean_")]
     lines = ["| metric | " + " | ".join(c for c, _ in columns) + " |", "|---|" + "---:|" * len(columns)]
-    for key in ("loss", *PREFERENCE_METRICS):
+    for key in ("loss", *METRICS):
         if "final_" + key in stats:
             lines.append(f"| {key} | " + " | ".join(str(stats.get(p + key, "")) for _, p in columns) + " |")
     return lines

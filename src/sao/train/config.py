@@ -13,10 +13,10 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sao.recipe import Section
-from sao.train.sections import DPOSection, IPOSection, RobustDPOSection, SFTSection, SimPOSection
+from sao.train.sections import DPOSection, GRPOSection, IPOSection, RobustDPOSection, SFTSection, SimPOSection
 from sao.train.trl_fields import trl_field_problem
 
-TrainerName = Literal["simpo", "dpo", "ipo", "robust_dpo", "sft"]
+TrainerName = Literal["simpo", "dpo", "ipo", "robust_dpo", "sft", "grpo"]
 TRAINER_NAMES: tuple[str, ...] = get_args(TrainerName)
 
 
@@ -49,7 +49,8 @@ class TrainConfig(Section):
     trainer: TrainerName = Field(
         "simpo",
         description="'simpo' (reference-free, length-normalised; the paper's choice), 'dpo', 'ipo', "
-        "'robust_dpo' (DPO corrected for flipped labels), or 'sft' (on the chosen responses). "
+        "'robust_dpo' (DPO corrected for flipped labels), 'sft' (on the chosen responses), or 'grpo' (samples "
+        "and scores its own answers to prompts with reference answers: method sar). "
         "Its options are in the section of the same name.",
     )
     learning_rate: float = Field(1e-6, gt=0, description="Peak learning rate (paper: 1e-6 for 7-9B models).")
@@ -96,6 +97,7 @@ class TrainConfig(Section):
     ipo: IPOSection = Field(default_factory=IPOSection)
     robust_dpo: RobustDPOSection = Field(default_factory=RobustDPOSection)
     sft: SFTSection = Field(default_factory=SFTSection)
+    grpo: GRPOSection = Field(default_factory=GRPOSection)
 
     @model_validator(mode="before")
     @classmethod
@@ -111,6 +113,19 @@ class TrainConfig(Section):
             if key in values:
                 raise _error_at((key,), _moved_message(key, trainer), values[key])
         return values
+
+    @model_validator(mode="after")
+    def _whole_groups(self) -> TrainConfig:
+        # GRPO's advantages compare the answers of one prompt, so a step must hold whole groups; checked here
+        # so that a recipe fails when it is read, not after the synthesis that comes before training.
+        completions = self.batch_size * self.gradient_accumulation_steps
+        if self.trainer == "grpo" and completions % self.grpo.num_generations:
+            message = (
+                f"GRPO trains on whole groups: batch_size x gradient_accumulation_steps ({completions} completions) "
+                f"must be a multiple of grpo.num_generations ({self.grpo.num_generations})"
+            )
+            raise _error_at(("batch_size",), message, self.batch_size)
+        return self
 
     @model_validator(mode="after")
     def _trl_fields(self) -> TrainConfig:

@@ -1,4 +1,5 @@
-"""Training curves as one PNG: loss, reward margin and accuracy, chosen/rejected log-probs."""
+"""Training curves as one PNG: loss, then the trainer's own panels (preference margins and log-probs, or
+GRPO's rewards and completion lengths), each drawn only when its metrics were logged."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ from typing import Any
 
 # Logged by CPOTrainer and DPOTrainer alike; the summary, the card and the curves report them.
 PREFERENCE_METRICS = ("rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected")
+# Logged by GRPOTrainer: the weighted total reward, each of sao's reward components, and the rollouts' length.
+GRPO_METRICS = ("reward", "rewards/verifiable/mean", "rewards/sar/mean", "completions/mean_length", "kl")
+METRICS = PREFERENCE_METRICS + GRPO_METRICS
 
 PANELS = (
     ("loss", ("loss",)),
     ("reward margin / accuracy", ("rewards/margins", "rewards/accuracies")),
     ("log-prob (per token for SimPO)", ("logps/chosen", "logps/rejected")),
+    ("rewards (mean per rollout)", ("reward", "rewards/verifiable/mean", "rewards/sar/mean")),
+    ("completion tokens (mean)", ("completions/mean_length",)),
 )
 
 

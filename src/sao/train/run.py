@@ -18,7 +18,7 @@ from sao.errors import ConfigError, InputError
 from sao.jsonl import read_jsonl
 from sao.store import RunStore
 from sao.train.config import TrainConfig
-from sao.train.curves import PREFERENCE_METRICS
+from sao.train.curves import METRICS
 from sao.train.table import TRAINERS
 from sao.train.tokenize import Tokenized
 from sao.usage import peak_rss_mb
@@ -95,7 +95,7 @@ def summarise_history(history: list[dict[str, Any]], tokens: int, epochs: float)
     end = next((h for h in reversed(history) if "train_runtime" in h), {})
     out: dict[str, Any] = {"steps": steps[-1]["step"] if steps else 0}
     epoch_of = [math.ceil(h.get("epoch", 1) - 1e-6) for h in steps]
-    for key in ("loss", *PREFERENCE_METRICS):
+    for key in ("loss", *METRICS):
         values = [h[key] for h in steps if key in h]
         if not values:
             continue
@@ -222,9 +222,10 @@ def _load_models(config: TrainConfig, model: str, setup: _Setup, trust_remote_co
 
 def _tokenize(config: TrainConfig, tokenizer: Any, inputs: _Inputs) -> Tokenized:
     """The trainer's examples; InputError when every row was dropped."""
-    tokenized = TRAINERS[config.trainer].examples(tokenizer, inputs.rows, config.max_length)
+    tokenized = TRAINERS[config.trainer].examples(tokenizer, inputs.rows, config)
     if not tokenized.examples:
-        raise InputError(f"{inputs.file}: every row was dropped ({tokenized.dropped}); raise train.max_length")
+        limit = "train.grpo.max_prompt_length" if config.trainer == "grpo" else "train.max_length"
+        raise InputError(f"{inputs.file}: every row was dropped ({tokenized.dropped}); raise {limit}")
     return tokenized
 
 

@@ -1,9 +1,10 @@
 """The trainer table: for each ``train.trainer``, its TRL classes, the data it needs, and its TRL options.
 
 A new trainer is one `Trainer` record here, one section in `sao.train.config`, and its name
-in ``TrainerName``; `sao.train.trainers` builds every trainer from its record. A trainer that
-samples and scores its own responses instead of reading pairs (GRPO) fits the same record:
-its columns would be ``{"prompt"}``, and its section would hold its sampling and reward options.
+in ``TrainerName``; `sao.train.trainers` builds every trainer from its record. GRPO, which samples
+and scores its own responses instead of reading pairs, fits the same record: its rows are prompts
+with reference answers, its section holds its sampling and reward options, and ``extra`` gives
+its trainer the reward functions.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 
 from sao.errors import ConfigError
 from sao.recipe import Section
+from sao.train.grpo import GRPO_SETS, grpo_arguments, grpo_trainer, reward_functions
 from sao.train.pretokenized import preference_trainer, sft_trainer, simpo_trainer
 from sao.train.sections import DPOSection, IPOSection, RobustDPOSection, SimPOSection
-from sao.train.tokenize import Tokenized, preference_examples, sft_examples
+from sao.train.tokenize import Tokenized, grpo_examples, preference_examples, sft_examples
 
 PAIR_COLUMNS = frozenset({"prompt", "chosen", "rejected"})
 
@@ -30,17 +32,25 @@ class Trainer:
     # will do (a pairs file's rows carry more, e.g. id and scores).
     columns: tuple[frozenset[str], ...]
     # Trains against a frozen reference model: in full fine-tuning a copy of the starting
-    # weights, with LoRA the same model with its adapter switched off.
-    uses_reference: bool
+    # weights, with LoRA the same model with its adapter switched off. A function of the trainer's
+    # section where a setting decides it (GRPO at beta 0 has no reference).
+    uses_reference: bool | Callable[[Any], bool]
     # sao's subclass of the TRL trainer and the TRL config class, imported on first call.
     trainer_class: Callable[[], type]
     config_class: Callable[[], type]
-    # sao's tokenisation of the rows: (tokenizer, rows, max_length) -> examples for the trainer.
-    examples: Callable[[Any, list[dict[str, Any]], int], Tokenized]
-    # The trainer's section (``train.<name>``) -> the TRL config fields it sets.
-    arguments: Callable[[Section], dict[str, Any]]
+    # sao's tokenisation of the rows: (tokenizer, rows, train section) -> examples for the trainer.
+    examples: Callable[[Any, list[dict[str, Any]], Any], Tokenized]
+    # The train section -> the TRL config fields this trainer's options set.
+    arguments: Callable[[Any], dict[str, Any]]
     # Every field ``arguments`` sets -> what a recipe changes instead (``train.trl`` refuses them).
     sets: Mapping[str, str]
+    # Common TRL fields (`sao.train.trainers.common_arguments`) this trainer's config does not have.
+    without: frozenset[str] = frozenset()
+    # The train section -> more keyword arguments for the trainer class (GRPO's reward functions).
+    extra: Callable[[Any], dict[str, Any]] = lambda config: {}
+
+    def needs_reference(self, options: Section) -> bool:
+        return self.uses_reference(options) if callable(self.uses_reference) else self.uses_reference
 
 
 def _cpo_config() -> type:
@@ -73,6 +83,16 @@ def _simpo_arguments(section: SimPOSection) -> dict[str, Any]:
     }
 
 
+def _grpo_config() -> type:
+    from trl import GRPOConfig
+
+    return GRPOConfig
+
+
+def _pairs(tokenizer: Any, rows: list[dict[str, Any]], config: Any) -> Tokenized:
+    return preference_examples(tokenizer, rows, config.max_length)
+
+
 def _dpo_family(name: str, loss: str, section: type[Section]) -> Trainer:
     """A DPOTrainer loss: its section's fields have the names of DPOConfig's, and pass straight to it."""
     fields = tuple(section.model_fields)
@@ -82,8 +102,8 @@ def _dpo_family(name: str, loss: str, section: type[Section]) -> Trainer:
         uses_reference=True,
         trainer_class=preference_trainer,
         config_class=_dpo_config,
-        examples=preference_examples,
-        arguments=lambda options: {"loss_type": [loss], **options.model_dump()},
+        examples=_pairs,
+        arguments=lambda config: {"loss_type": [loss], **config.options.model_dump()},
         sets={"loss_type": "use train.trainer", **{f: f"use train.{name}.{f}" for f in fields}},
     )
 
@@ -95,8 +115,8 @@ TRAINERS: dict[str, Trainer] = {
         uses_reference=False,
         trainer_class=simpo_trainer,
         config_class=_cpo_config,
-        examples=preference_examples,
-        arguments=_simpo_arguments,
+        examples=_pairs,
+        arguments=lambda config: _simpo_arguments(config.options),
         sets={
             "loss_type": "use train.trainer",
             "cpo_alpha": "fixed at 0: SimPO is CPO without its behaviour-cloning term",
@@ -115,12 +135,26 @@ TRAINERS: dict[str, Trainer] = {
         uses_reference=False,
         trainer_class=sft_trainer,
         config_class=_sft_config,
-        examples=sft_examples,
-        arguments=lambda options: {"completion_only_loss": True, "packing": False},
+        examples=lambda tokenizer, rows, config: sft_examples(tokenizer, rows, config.max_length),
+        arguments=lambda config: {"completion_only_loss": True, "packing": False},
         sets={
             "completion_only_loss": "fixed: sao's rows mark the response tokens, the only ones trained on",
             "packing": "fixed: sao's rows are one example each",
         },
+    ),
+    # GRPO samples its own completions of each prompt and scores them with sao's rewards
+    # (`sao.train.grpo`); its rows need the reference answer the verifiable reward checks.
+    "grpo": Trainer(
+        name="grpo",
+        columns=(frozenset({"prompt", "answer"}),),
+        uses_reference=lambda options: options.beta > 0,
+        trainer_class=grpo_trainer,
+        config_class=_grpo_config,
+        examples=lambda tokenizer, rows, config: grpo_examples(tokenizer, rows, config.grpo.max_prompt_length),
+        arguments=lambda config: grpo_arguments(config.grpo),
+        sets=GRPO_SETS,
+        without=frozenset({"max_length"}),
+        extra=lambda config: {"reward_funcs": reward_functions(config.grpo)[0], "section": config.grpo},
     ),
 }
 

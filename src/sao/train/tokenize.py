@@ -128,3 +128,25 @@ def sft_examples(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) ->
             {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
         )
     return out
+
+
+def grpo_examples(tokenizer: Any, rows: list[dict[str, Any]], max_prompt_length: int) -> Tokenized:
+    """GRPO's rows as TRL reads them: the prompt as messages, its reference ``answer`` and, where the row has
+    one, its ``checker``; TRL samples the completions itself. A prompt longer than ``max_prompt_length``
+    tokens is dropped (``prompt_too_long``); ``tokens`` counts the prompt tokens."""
+    out = Tokenized([])
+    for i, row in enumerate(rows):
+        where = f"row {row.get('id', i)}"
+        if row.get("answer") is None:
+            raise InputError(f"{where}: GRPO needs a reference 'answer' for the verifiable reward")
+        messages = _prompt_messages(row.get("prompt"), f"{where}.prompt")
+        length = len(encode_prompt(tokenizer, messages))
+        if length > max_prompt_length:
+            out.drop("prompt_too_long")
+            continue
+        out.tokens += length
+        example = {"prompt": messages, "answer": str(row["answer"])}
+        if row.get("checker") is not None:
+            example["checker"] = row["checker"]
+        out.examples.append(example)
+    return out

@@ -131,7 +131,8 @@ def training_arguments(config: TrainConfig, out_dir: Path, *, compute: torch.dty
     Raises ConfigError naming ``train.trl.<field>`` when the TRL config rejects a value given there.
     """
     record = TRAINERS[config.trainer]
-    sao_set = common_arguments(config, out_dir, compute=compute, progress=progress) | record.arguments(config.options)
+    common = common_arguments(config, out_dir, compute=compute, progress=progress)
+    sao_set = {k: v for k, v in common.items() if k not in record.without} | record.arguments(config)
     cls = record.config_class()
     try:
         return cls(**sao_set, **config.trl)
@@ -182,7 +183,7 @@ def lora_config(config: TrainConfig) -> Any:
 def needs_reference(config: TrainConfig) -> bool:
     """Whether training needs a separate reference model: a trainer that uses one, in full fine-tuning
     (with LoRA the reference is the same model with its adapter switched off)."""
-    return TRAINERS[config.trainer].uses_reference and not config.lora.enabled
+    return TRAINERS[config.trainer].needs_reference(config.options) and not config.lora.enabled
 
 
 def build_trainer(
@@ -207,7 +208,7 @@ def build_trainer(
         wanted = "given" if needs_reference(config) else "None"
         raise ValueError(f"trainer {config.trainer}, lora.enabled {config.lora.enabled}: ref_model must be {wanted}")
     record = TRAINERS[config.trainer]
-    reference = {"ref_model": ref_model} if record.uses_reference else {}
+    reference = {"ref_model": ref_model} if record.needs_reference(config.options) else {}
     return record.trainer_class()(
         model=model,
         args=args,
@@ -216,4 +217,5 @@ def build_trainer(
         peft_config=lora_config(config),
         callbacks=callbacks,
         **reference,
+        **record.extra(config),
     )
