@@ -16,6 +16,8 @@ SCRIPTS = [
     "judge_agreement.py",
     "batch_invariance.py",
     "e2e_iteration.py",
+    "grpo_rollouts.py",
+    "sar_grpo.py",  # about an hour on 2 cores
 ]
 
 
