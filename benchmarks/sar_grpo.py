@@ -14,7 +14,7 @@ for SAR against R_VR alone on 1.5-7B models after hundreds of steps; this run is
 The learning rate is 1e-5, not the paper's 1e-6: at 1e-6 a few dozen steps leave a 135M model where it
 started (measured in the quickstart, docs/methods/sar.md), and the comparison would show nothing but noise.
 
-Usage: python benchmarks/sar_grpo.py [--steps 40] [--prompts 2] [--held-out 50] [--budget 192] [--lr 1e-5]
+Usage: python benchmarks/sar_grpo.py [--steps 20] [--prompts 2] [--held-out 40] [--budget 192] [--lr 1e-5]
 """
 
 from __future__ import annotations
@@ -84,9 +84,9 @@ def train_arm(rewards: list[str], rows_file: Path, out: Path, args: argparse.Nam
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=40, help="optimiser steps per arm")
+    parser.add_argument("--steps", type=int, default=20, help="optimiser steps per arm")
     parser.add_argument("--prompts", type=int, default=2, help="prompts per step (x6 answers)")
-    parser.add_argument("--held-out", type=int, default=50)
+    parser.add_argument("--held-out", type=int, default=40)
     parser.add_argument("--budget", type=int, default=192, help="max completion tokens, training and eval")
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -154,7 +154,8 @@ def main() -> None:
         f"{GENERATIONS} answers, lr {args.lr:g}, {args.budget}-token budget), {len(held)} held-out problems "
         f"answered greedily; accuracy is R_VR alone. Whole run: {total / 60:.0f} min.",
         "",
-        "| model | correct | accuracy (95% CI) | mean completion tokens | no answer | training R_VR first → last step |",
+        "| model | correct | accuracy (95% CI) | mean completion tokens | no answer "
+        "| training R_VR first → last step |",
         "|---|---:|---|---:|---:|---|",
         row("start", before, None),
         row("GRPO, R_VR", vr, arms["vr"]),

@@ -154,3 +154,19 @@ def test_sampling_settings_saos_rollouts_cannot_honour_are_refused(tiny_model_di
     with pytest.raises(ConfigError, match=r"^train.trl.top_k: sao's rollouts sample with temperature and top_p"):
         built_trainer(tiny_model_dir, tokenizer, tmp_path, config(trl={"top_k": 5}))
     built_trainer(tiny_model_dir, tokenizer, tmp_path, config(trl={"top_k": 5}, grpo={"rollouts": "trl"}))
+
+
+def test_rollouts_decode_in_the_compute_dtype_without_autocasts_per_call_casts(tiny_model_dir):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)  # float32 master weights
+    original = model.forward
+    # What accelerate does under mixed precision: the instance's forward becomes an autocast wrapper.
+    model._original_forward = original
+    model.forward = torch.autocast("cpu", dtype=torch.bfloat16)(original)
+    wrapper = model.forward
+    with grpo.decoding_model(model, torch.bfloat16) as decoder:
+        assert decoder is not model and next(decoder.parameters()).dtype == torch.bfloat16
+        assert "forward" not in decoder.__dict__  # the class's forward: no cast of every weight on each call
+    assert next(model.parameters()).dtype == torch.float32 and model.forward is wrapper
+    with grpo.decoding_model(model, torch.float32) as decoder:
+        assert decoder is model and model.forward is original
+    assert model.forward is wrapper  # put back for training

@@ -34,7 +34,8 @@ def echo():
 def test_registry_lists_the_methods_and_names_the_choices_for_an_unknown_one(echo) -> None:
     assert methods.names() == ["sao", "dno", "self_align", "sar", "echo"]
     assert methods.get("sao").stage_names == ("personas", "prompts", "responses", "judgements", "pairs")
-    with pytest.raises(ConfigError, match=r"^method: 'ipo' is not a registered method \(sao, dno, self_align, sar, echo\)$"):
+    unknown = r"^method: 'ipo' is not a registered method \(sao, dno, self_align, sar, echo\)$"
+    with pytest.raises(ConfigError, match=unknown):
         methods.get("ipo")
     with pytest.raises(ValueError, match="registered already"):
         methods.register(echo_method.METHOD)

@@ -69,9 +69,12 @@ def test_the_standalone_prefix_is_the_chat_template_of_system_and_an_empty_user_
         tokenize=False,
     )
     assert alone == tokenizer(expected, add_special_tokens=False)["input_ids"]
-    assert with_query == tokenizer(
-        tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=False), add_special_tokens=False
-    )["input_ids"]
+    assert (
+        with_query
+        == tokenizer(
+            tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=False), add_special_tokens=False
+        )["input_ids"]
+    )
     assert len(alone) < len(with_query)
 
 

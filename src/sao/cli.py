@@ -394,11 +394,24 @@ def eval_(
         str | None, typer.Option(help="lm-evaluation-harness tasks, e.g. gsm8k,mmlu (needs sao[harness]).")
     ] = None,
     harness_limit: Annotated[int | None, typer.Option(min=1, help="Harness examples per task.")] = None,
+    verifiable: Annotated[
+        Path | None,
+        typer.Option(
+            help="Verifiable tasks, JSONL of prompt/answer rows: each model's greedy accuracy (Wilson interval), "
+            "no-answer count and mean answer tokens."
+        ),
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Token budget of one answer (decoding.max_new_tokens; default 512).")
+    ] = None,
     engine_: EngineOpt = None,
     ray: RayOpt = False,
     force: Annotated[bool, typer.Option(help="Start over where the config changed (old files are kept).")] = False,
 ) -> None:
-    """Candidates against a baseline: win rate, LC win rate, position consistency; exports for alpaca_eval."""
+    """Candidates against a baseline: win rate, LC win rate, position consistency; exports for alpaca_eval.
+
+    With --verifiable FILE: each model's accuracy on tasks with reference answers (the baseline's too).
+    """
     from sao.eval.config import EvalConfig
     from sao.eval.run import run_eval, with_run_iterations, with_starting_model
     from sao.loop.config import merge_sections
@@ -410,7 +423,7 @@ def eval_(
         values = set_field(values, "engine", merge_sections(parts.engine, values.get("engine") or {}))
     flags = {"instructions": instructions and str(instructions), "baseline": baseline, "judge.model": judge}
     flags |= {"limit": limit, "candidates": model or None, "names": name or None}
-    flags["engine.ray.enabled"] = True if ray else None
+    flags |= {"decoding.max_new_tokens": max_new_tokens, "engine.ray.enabled": True if ray else None}
     for key, value in flags.items():
         if value is not None:
             values = set_field(values, key, value)
@@ -418,11 +431,14 @@ def eval_(
         values = with_run_iterations(values, run_dir)
     if parts.model:
         values = with_starting_model(values, parts.model)
+    values = apply_overrides(values, _overrides(engine_, set_))
     if harness:
         _harness(values, harness, harness_limit, out)
-        if "instructions" not in values:
-            return
-    config = validate(EvalConfig, apply_overrides(values, _overrides(engine_, set_)))
+    if verifiable:
+        _verifiable(values, verifiable, out, force)
+    if (harness or verifiable) and "instructions" not in values:
+        return
+    config = validate(EvalConfig, values)
     result = run_eval(config, out, force=force)
     for c in result.comparisons:
         typer.echo(
@@ -459,12 +475,28 @@ def _harness(values: dict, tasks: str, limit: int | None, out: Path) -> None:
         typer.echo(f"{spec}: harness results in {path} and {path.with_suffix('.md')}")
 
 
+def _verifiable(values: dict, tasks: Path, out: Path, force: bool) -> None:
+    """Accuracy of every model the eval section names on a verifiable task set."""
+    from sao.eval.verifiable import verifiable_eval
+
+    for c, a in verifiable_eval(values, tasks, out, force=force):
+        typer.echo(
+            f"{c.name}: accuracy {a.accuracy:.1%} (95% CI {a.low:.1%} - {a.high:.1%}), {a.correct}/{a.n} correct, "
+            f"{a.no_answer} with no answer line, {a.mean_tokens:.1f} answer tokens on average"
+        )
+    typer.echo(f"verifiable report: {out / 'verifiable.md'}")
+
+
 @app.command("judge-eval")
 def judge_eval(
     pairs: Annotated[Path, typer.Option(help="Labelled pairs JSONL: prompt, response_a, response_b, label.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (created, or resumed).")],
     judge: Annotated[
-        str | None, typer.Option(help="Judge model (default: a run recipe's model, else the embedded default).")
+        str | None,
+        typer.Option(
+            help="Judge model (default: a run recipe's model, else the embedded default), or 'sar': SAR (the "
+            "self-aligned reward) under that model, no judge prompt (--set judge.model=M for another model)."
+        ),
     ] = None,
     mode: Annotated[str | None, typer.Option(help="logprob or generate.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N pairs.")] = None,
@@ -481,7 +513,8 @@ def judge_eval(
 ) -> None:
     """A judge's agreement with labelled pairs, position consistency, and a prefer-the-longer baseline."""
     from sao.eval.config import JudgeEvalConfig
-    from sao.eval.judge_eval import result_markdown, run_judge_eval
+    from sao.eval.judge_eval import judge_name, result_markdown, run_judge_eval
+    from sao.judge.config import SAR
     from sao.loop.config import merge_sections
     from sao.recipe import apply_overrides, set_field, validate
 
@@ -492,12 +525,14 @@ def judge_eval(
     if parts.model and "model" not in (values.get("judge") or {}):
         values = set_field(values, "judge.model", parts.model)
     flags = {"pairs": str(pairs), "judge.model": judge, "judge.mode": mode, "limit": limit}
+    if judge == SAR:  # a signal, not a model: SAR under the model the judge would otherwise be
+        flags |= {"judge.model": None, "judge.signal": SAR}
     for key, value in flags.items():
         if value is not None:
             values = set_field(values, key, value)
     config = validate(JudgeEvalConfig, apply_overrides(values, _overrides(engine_, set_)))
     result = run_judge_eval(config, out, force=force)
-    typer.echo(result_markdown(result, config.judge.model))
+    typer.echo(result_markdown(result, judge_name(config.judge)))
     typer.echo(f"\nreport: {out / 'report.md'}")
 
 

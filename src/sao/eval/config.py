@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from sao.embedded_models import DEFAULT_MODEL
 from sao.engine.config import EngineSection
-from sao.judge.config import SELF, JudgeSection
+from sao.judge.config import SAR, SELF, JudgeSection
 from sao.recipe import Section
 
 
@@ -62,6 +62,16 @@ class EvalConfig(Section):
     judge: JudgeSection = Field(default_factory=JudgeSection)
     engine: EngineSection = Field(default_factory=EngineSection)
     n_boot: int = Field(200, ge=2, description="Bootstrap resamples for the LC win rate's standard error.")
+
+    @field_validator("judge")
+    @classmethod
+    def _prompted(cls, v: JudgeSection) -> JudgeSection:
+        if v.signal == SAR:
+            raise ValueError(
+                "signal: 'sar' chooses pairs in synthesis and is measured by judge-eval; sao eval's win "
+                "rates are the prompted judge's"
+            )
+        return v
 
     @model_validator(mode="after")
     def _names(self) -> EvalConfig:

@@ -2,7 +2,8 @@
 
 This is how a user decides whether a model is strong enough to judge itself: a judge that does not
 beat the length baseline, or that flips its verdict when the answers swap places, adds noise, not
-signal, to self-alignment.
+signal, to self-alignment. ``judge.signal: sar`` measures SAR under the judge model the same way: it
+prefers the answer with the higher self-aligned reward, and has no position bias to measure.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sao.engine.capabilities import require_capabilities
 from sao.errors import InputError, SaoError
 from sao.eval import pairwise
 from sao.eval.config import JudgeEvalConfig
@@ -20,7 +22,9 @@ from sao.eval.metrics import prefer_longer
 from sao.eval.pairwise import PairItem, run_pairwise, verdict_stats
 from sao.jsonl import read_jsonl
 from sao.judge.build import build_judge
-from sao.stage import kept
+from sao.judge.config import PROMPT, SAR, JudgeSection
+from sao.judge.sar import SAR_NEEDS, sar_label
+from sao.stage import drop_stats, kept
 
 LABELS = ("a", "b", "tie")
 Z95 = 1.959964
@@ -44,13 +48,15 @@ class Agreement:
 
 @dataclass(frozen=True)
 class JudgeEvalResult:
-    pairs: int  # judged in both orders and kept
+    pairs: int  # judged (the prompted judge: in both orders) and kept
     dropped: dict[str, int]
     labels: dict[str, int]  # count per label over the kept pairs
     judge: Agreement
     longer: Agreement  # the "prefer the longer response" baseline on the same pairs
-    position_consistency: float
-    first_slot_win_share: float
+    # Both None for SAR, which shows no order: its position consistency is 1 by construction, not measured.
+    position_consistency: float | None
+    first_slot_win_share: float | None
+    signal: str = PROMPT  # judge.signal: what the verdicts came from
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,10 +113,11 @@ def wilson(scores: list[float]) -> Agreement:
     return Agreement(round(p, 4), round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4), n)
 
 
-def evaluate_verdicts(rows: list[dict[str, Any]], labels: dict[str, str]) -> JudgeEvalResult:
-    """Agreement of the judge's and the length baseline's verdicts with ``labels`` (by pair id)."""
+def evaluate_verdicts(rows: list[dict[str, Any]], labels: dict[str, str], signal: str = PROMPT) -> JudgeEvalResult:
+    """Agreement of the judge's and the length baseline's verdicts with ``labels`` (by pair id); ``rows`` are
+    `sao.eval.pairwise` verdicts of ``signal``'s kind (SAR's carry no order, hence no position statistics)."""
     good = kept(rows)
-    stats = verdict_stats(rows)
+    stats = drop_stats(rows) if signal == SAR else verdict_stats(rows)
     if not good:
         raise SaoError(f"no labelled pair was judged in both orders ({stats['dropped']}); no agreement to report")
     truth = [labels[r["id"]] for r in good]
@@ -123,9 +130,15 @@ def evaluate_verdicts(rows: list[dict[str, Any]], labels: dict[str, str]) -> Jud
         labels={label: truth.count(label) for label in LABELS},
         judge=wilson(judge),
         longer=wilson(longer),
-        position_consistency=stats["position_consistency"],
-        first_slot_win_share=stats["first_slot_win_share"],
+        position_consistency=stats.get("position_consistency"),
+        first_slot_win_share=stats.get("first_slot_win_share"),
+        signal=signal,
     )
+
+
+def judge_name(judge: JudgeSection) -> str:
+    """The judge under test as reports name it: its model, or SAR under its model."""
+    return sar_label(judge.model) if judge.signal == SAR else judge.model
 
 
 def result_markdown(result: JudgeEvalResult, judge_name: str) -> str:
@@ -134,11 +147,23 @@ def result_markdown(result: JudgeEvalResult, judge_name: str) -> str:
 
     labels = ", ".join(f"{k}: {v}" for k, v in result.labels.items())
     dropped = sum(result.dropped.values())
+    if result.signal == SAR:
+        judged = "scored by SAR, each answer alone"
+        position = (
+            "Position consistency: 1 by construction, not measured: SAR scores each answer on its own, so neither "
+            "is ever shown first. Equal scores (within 1e-9) are a tie."
+        )
+    else:
+        judged = "judged in both orders"
+        position = (
+            f"Position consistency: {result.position_consistency:.1%} of pairs keep their winner when the answers "
+            f"swap places; the answer shown first wins {result.first_slot_win_share:.1%} of single-order verdicts."
+        )
     return "\n".join(
         [
             f"# sao judge-eval: {judge_name}",
             "",
-            f"{result.pairs} labelled pairs judged in both orders ({labels})"
+            f"{result.pairs} labelled pairs {judged} ({labels})"
             + (f"; {dropped} dropped as unparsable" if dropped else "")
             + ".",
             "",
@@ -147,8 +172,7 @@ def result_markdown(result: JudgeEvalResult, judge_name: str) -> str:
             row(judge_name, result.judge),
             row("prefer the longer response", result.longer),
             "",
-            f"Position consistency: {result.position_consistency:.1%} of pairs keep their winner when the answers "
-            f"swap places; the answer shown first wins {result.first_slot_win_share:.1%} of single-order verdicts.",
+            position,
             "A tie on either side counts as half agreement. A judge whose interval overlaps the length baseline's "
             "has not shown that it judges more than length.",
         ]
@@ -156,7 +180,10 @@ def result_markdown(result: JudgeEvalResult, judge_name: str) -> str:
 
 
 def run_judge_eval(config: JudgeEvalConfig, out_dir: str | Path, *, force: bool = False, progress: bool = True):
-    """Judge the labelled pairs (resumably) and write summary.json and report.md; returns the result."""
+    """Judge the labelled pairs (resumably) and write summary.json and report.md; returns the result.
+
+    Raises CapabilityError, before the judge model loads, for SAR on an engine without `SAR_NEEDS`.
+    """
     out_dir = Path(out_dir)
     pairs = read_labelled_pairs(config.pairs)[: config.limit]
     judge = build_judge(
@@ -167,6 +194,8 @@ def run_judge_eval(config: JudgeEvalConfig, out_dir: str | Path, *, force: bool 
         trust_remote_code=config.trust_remote_code,
         progress=progress,
     )
+    if config.judge.signal == SAR:
+        require_capabilities(judge.settings, SAR_NEEDS, "judge.signal 'sar'")
     store, _ = run_pairwise(
         judge.engine,
         [p.item for p in pairs],
@@ -177,7 +206,8 @@ def run_judge_eval(config: JudgeEvalConfig, out_dir: str | Path, *, force: bool 
         progress=progress,
     )
     judge.release()
-    result = evaluate_verdicts(store.rows(pairwise.STAGE), {p.item.id: p.label for p in pairs})
+    labels = {p.item.id: p.label for p in pairs}
+    result = evaluate_verdicts(store.rows(pairwise.STAGE), labels, config.judge.signal)
     (out_dir / "summary.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    (out_dir / "report.md").write_text(result_markdown(result, judge.label) + "\n")
+    (out_dir / "report.md").write_text(result_markdown(result, judge_name(config.judge)) + "\n")
     return result

@@ -3,7 +3,8 @@
 Used by ``sao eval`` (candidate A against baseline B) and ``sao judge-eval`` (response_a against
 response_b of a labelled pair). The judge prompt and the verdicts are the synthesis judge's
 (`sao.judge.verdict`, `sao.synth.ranking`), so a judge validated with judge-eval is the judge that
-SAO trains on.
+SAO trains on. With ``judge.signal: sar`` (judge-eval only) each answer is scored alone by SAR
+(`sao.judge.sar`), as synthesis scores it, and the higher score is preferred: there is no order to judge.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pydantic import BaseModel
 
 from sao.engine import Engine
 from sao.eval.metrics import position_consistency
-from sao.judge.config import JudgeSection
+from sao.judge.config import SAR, JudgeSection
+from sao.judge.sar import preference, score_answers
 from sao.judge.verdict import JudgeRequest, run_judge
 from sao.stage import StageResult, drop_stats, kept, run_stage
 from sao.store import RunStore
@@ -53,6 +55,18 @@ class PairVerdict(BaseModel):
     outputs: list[str] | None = None  # the two generated rankings (mode 'generate', or a fallback)
     fallback: bool = False  # mode 'logprob', but the engine could not score: judged by generated rankings
     drop_reason: str | None = None
+
+
+class SARVerdict(BaseModel):
+    """A pair judged by SAR: each answer's R_SA after the prompt, scored alone (no order shown, nothing to parse)."""
+
+    id: str
+    schema_version: int = 1
+    sar_a: float
+    sar_b: float
+    preference: float  # 1.0: A scored higher, 0.0: B did, 0.5: equal (within sao.judge.sar.TIE)
+    len_a: int  # characters, as for PairVerdict
+    len_b: int
 
 
 def items_digest(items: list[PairItem]) -> str:
@@ -91,6 +105,23 @@ def judge_chunk(engine: Engine, items: list[PairItem], judge: JudgeSection) -> l
     return verdicts
 
 
+def sar_chunk(engine: Engine, items: list[PairItem]) -> list[SARVerdict]:
+    """Both answers of every item scored by SAR in one engine call, the prompt as the user's turn."""
+    conversations = [[{"role": "user", "content": item.prompt}] for item in items for _ in (A, B)]
+    scores = score_answers(engine, conversations, [text for item in items for text in (item.a, item.b)])
+    return [
+        SARVerdict(
+            id=item.id,
+            sar_a=round(a, 6),
+            sar_b=round(b, 6),
+            preference=preference(a, b),
+            len_a=len(item.a),
+            len_b=len(item.b),
+        )
+        for item, a, b in zip(items, scores[::2], scores[1::2])
+    ]
+
+
 def orders(rows: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
     """Per kept row, the preference for A with A shown first and with A shown second."""
     rows = kept(rows)
@@ -120,8 +151,9 @@ def run_pairwise(
     force: bool = False,
     progress: bool = True,
 ) -> tuple[RunStore, StageResult]:
-    """Judge (or resume judging) ``items`` into ``out_dir``/verdicts.jsonl with ``engine``, the judge's;
-    rows follow the items' ids. ``model_info`` is the judge's, for the manifest."""
+    """Judge (or resume judging) ``items`` into ``out_dir``/verdicts.jsonl with ``engine``, the judge's, by
+    ``judge.signal`` (`PairVerdict` rows, or `SARVerdict` rows for SAR); rows follow the items' ids.
+    ``model_info`` is the judge's, for the manifest."""
     config = {"judge": judge.model_dump(), "items": len(items), "items_digest": items_digest(items)}
     store = RunStore.open(out_dir, config, model_info, force=force)
     if store.stage_path(OLD_STAGE).exists():
@@ -132,9 +164,9 @@ def run_pairwise(
         STAGE,
         items,
         key=lambda item: item.id,
-        process=lambda chunk: judge_chunk(engine, chunk, judge),
+        process=lambda chunk: sar_chunk(engine, chunk) if judge.signal == SAR else judge_chunk(engine, chunk, judge),
         chunk_size=chunk_size,
-        stats=verdict_stats,
+        stats=drop_stats if judge.signal == SAR else verdict_stats,  # SAR shows no order: no position statistics
         progress=progress,
     )
     return store, result

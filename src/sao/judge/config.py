@@ -12,6 +12,7 @@ from sao.recipe import Section
 from sao.synth.ranking import JUDGE_TEMPLATE
 
 SELF = "self"
+PROMPT, SAR = "prompt", "sar"  # the judge's signals: the judge model asked with a prompt, or SAR (issue 18)
 
 
 def require_fields(template: str, *names: str) -> str:
@@ -27,7 +28,8 @@ def require_fields(template: str, *names: str) -> str:
 
 
 class JudgeSection(Section):
-    """Who judges, and how one verdict is read. Every comparison is put to the judge as the same prompt."""
+    """Who judges, and how one verdict is read. With signal 'prompt' every comparison is put to the judge as the
+    same prompt; with 'sar' the judge model scores each answer alone (`sao.judge.sar`)."""
 
     model: str = Field(
         SELF,
@@ -50,17 +52,44 @@ class JudgeSection(Section):
         "endpoint (model = the served model's name); default: the top-level engine section. A 'self' judge "
         "runs on the engine that wrote the answers.",
     )
+    signal: Literal["prompt", "sar"] = Field(
+        PROMPT,
+        description="'prompt': the judge model is asked, with the judge prompt, which answer is better; 'sar': "
+        "no prompt, each answer is scored alone by its self-aligned reward under the judge model (R_SA = "
+        "1 - ppl(a|q) / ppl(a), Han et al. 2025; needs an engine with score and token_prompts), and answers "
+        "are ranked by score. SAR shows no answer beside another, so it has no position bias; mode, template "
+        "and the order settings do not apply to it. Synthesis and judge-eval take 'sar'; sao eval refuses it.",
+    )
 
     @field_validator("template")
     @classmethod
     def _template(cls, v: str) -> str:
         return require_fields(v, "prompt", "responses")
 
+    @field_validator("model")
+    @classmethod
+    def _not_a_signal(cls, v: str) -> str:
+        # `sao judge-eval --judge sar` reads 'sar' as the signal; in a recipe it would load a model called 'sar'.
+        if v == SAR:
+            raise ValueError("'sar' is a signal, not a model: set judge.signal: sar (judge.model scores with it)")
+        return v
+
     @model_validator(mode="after")
     def _engine_of_a_named_judge(self) -> JudgeSection:
         if self.model == SELF and self.engine is not None:
             raise ValueError("engine: a 'self' judge runs on the answering model's engine; name a judge model too")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return self.recorded(handler(self))
+
+    def recorded(self, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` (the section's fields) as manifests and rows record them: the signal only when it is 'sar', so
+        that a prompted judge's files and config hashes are those written before SAR (issue 18)."""
+        if self.signal == PROMPT:
+            data.pop("signal", None)
+        return data
 
 
 # The keys, in order, that synthesis's judge settings were written with before the judge could be another
@@ -83,12 +112,12 @@ class SynthJudgeSection(JudgeSection):
         0.01,
         ge=0,
         lt=0.5,
-        description="Keep a pair only when |p - 0.5| >= margin. SmolLM2-135M's debiased p rarely leaves 0.5 +- 0.03.",
+        description="Keep a pair only when |p - 0.5| >= margin. SmolLM2-135M's debiased p rarely leaves 0.5 +- 0.03. "
+        "Signal 'sar': keep it only when the chosen answer's R_SA beats the rejected one's by at least margin.",
     )
 
-    @model_serializer(mode="wrap")
-    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data = handler(self)
+    def recorded(self, data: dict[str, Any]) -> dict[str, Any]:
+        data = super().recorded(data)
         if self.model == SELF and self.engine is None:
             data.pop("model", None)
             data.pop("engine", None)

@@ -6,9 +6,11 @@ The stages live in `sao.stages` (they are SAO's alone); this module states how t
 
 from __future__ import annotations
 
+from sao.judge.config import SAR
+from sao.judge.sar import sar_needs
 from sao.methods.method import Method, Stage, StageContext
 from sao.stage import StageResult
-from sao.stages import judge, pairs, personas, prompts, responses
+from sao.stages import judge, pairs, personas, prompts, responses, sar_judge
 from sao.synth.config import SynthConfig
 from sao.synth.report import write_report
 
@@ -27,7 +29,8 @@ def _responses(ctx: StageContext) -> StageResult:
 
 def _judgements(ctx: StageContext) -> StageResult:
     assert ctx.judge is not None  # the loop builds SAO's judge: it names one
-    return judge.run_judgements(ctx.judge, ctx.section, ctx.store, chunk_size=ctx.chunk_size, progress=ctx.progress)
+    run = sar_judge.run_sar_judgements if ctx.section.judge.signal == SAR else judge.run_judgements
+    return run(ctx.judge, ctx.section, ctx.store, chunk_size=ctx.chunk_size, progress=ctx.progress)
 
 
 def _pairs(ctx: StageContext) -> StageResult:
@@ -51,9 +54,9 @@ METHOD = Method(
         Stage(personas.STAGE, _personas, skipped=_personas_skipped),
         Stage(prompts.STAGE, _prompts),
         Stage(responses.STAGE, _responses),
-        # Judged by log-probs where the engine gives them, else by generated rankings (counted):
-        # no capability is required.
-        Stage(judge.STAGE, _judgements, role="judge"),
+        # The prompted judge reads log-probs where the engine gives them, else generated rankings (counted), so
+        # it needs no capability; SAR needs scores of token ids.
+        Stage(judge.STAGE, _judgements, role="judge", needs=sar_needs),
         Stage(pairs.STAGE, _pairs, role="none"),
     ),
     trainer="simpo",

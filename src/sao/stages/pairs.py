@@ -21,7 +21,7 @@ class PairRow(BaseModel):
     chosen: list[dict[str, str]]
     rejected: list[dict[str, str]]
     persona: str | None
-    judge_probability: float
+    judge_probability: float | None  # P(chosen better) by the prompted judge; None when SAR chose (judge.signal)
     chosen_tokens: int
     rejected_tokens: int
     generation: dict[str, Any]
@@ -48,7 +48,7 @@ def build_pairs(config: SynthConfig, judged: list[dict[str, Any]], store: RunSto
                 chosen=[{"role": "assistant", "content": chosen["text"]}],
                 rejected=[{"role": "assistant", "content": rejected["text"]}],
                 persona=prompts[j["id"]]["persona"],
-                judge_probability=j["p_chosen"],
+                judge_probability=j.get("p_chosen"),  # SAR's rows have none: their R_SA are in judgements
                 chosen_tokens=chosen["num_tokens"],
                 rejected_tokens=rejected["num_tokens"],
                 generation=generation,

@@ -102,6 +102,13 @@ def best_and_worst(k: int, p_better: Mapping[tuple[int, int], float]) -> tuple[i
     for (i, j), p in p_better.items():
         scores[i] += p
         scores[j] += 1.0 - p
-    best = max(range(k), key=lambda i: (scores[i], -i))
-    worst = min(range(k), key=lambda i: (scores[i], -i))
+    best, worst = highest_and_lowest(scores)
     return best, worst, scores
+
+
+def highest_and_lowest(scores: Sequence[float]) -> tuple[int, int]:
+    """Indices of the highest and the lowest of two or more scores: ties go to the lower index for the highest
+    and to the higher index for the lowest, so the two differ."""
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    worst = min(range(len(scores)), key=lambda i: (scores[i], -i))
+    return best, worst

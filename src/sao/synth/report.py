@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sao.judge.config import SAR, SELF
+from sao.judge.sar import sar_label
 from sao.store import RunStore
 
 _HEADLINES = {
@@ -16,6 +18,9 @@ _HEADLINES = {
         "position_consistency",
         "first_position_win_share",
         "mean_p_chosen",
+        "scored",  # the SAR judge's (judge.signal: sar)
+        "mean_sar_chosen",
+        "mean_sar_rejected",
     ),
     "pairs": ("mean_chosen_tokens", "mean_rejected_tokens", "mean_length_gap_tokens", "chosen_longer_share"),
 }
@@ -29,6 +34,19 @@ def _fmt(value: Any) -> str:
     return "n/a" if value is None else str(value)
 
 
+def judge_line(store: RunStore) -> str | None:
+    """Which signal chose the pairs, and under which model: the prompted judge or SAR (issue 18); None for a
+    method whose settings name no judge."""
+    judge = store.manifest.config.get("judge")
+    if not isinstance(judge, dict):
+        return None
+    model = judge.get("model", SELF)
+    who = f"`{store.manifest.model.get('spec', '?')}` (self)" if model == SELF else f"`{model}`"
+    if judge.get("signal") == SAR:
+        return f"**judge**: {sar_label(who)}, which chose the pairs: each answer scored alone, no judge prompt."
+    return f"**judge**: {who}, asked with the judge prompt, which chose the pairs."
+
+
 def stats_markdown(store: RunStore) -> str:
     """A markdown summary of every stage in the manifest."""
     stages = store.manifest.stages
@@ -37,6 +55,10 @@ def stats_markdown(store: RunStore) -> str:
         "",
         f"Model: `{store.manifest.model.get('spec', '?')}`, config {store.manifest.config_hash}.",
         "",
+    ]
+    if (judged_by := judge_line(store)) is not None:
+        lines += [judged_by, ""]
+    lines += [
         "| stage | status | rows in | kept | dropped (by reason) | seconds |",
         "|---|---|---:|---:|---|---:|",
     ]

@@ -8,6 +8,7 @@ against the previous iterate. docs/methods/dno.md has the details and what diffe
 
 from __future__ import annotations
 
+from sao.judge.sar import sar_needs
 from sao.methods.dno import stages
 from sao.methods.dno.config import DNOConfig
 from sao.methods.dno.report import write_report
@@ -22,7 +23,7 @@ METHOD = Method(
     stages=(
         Stage(stages.PROMPTS, stages.run_prompts, role="none"),
         Stage(stages.SAMPLES, stages.run_samples),
-        Stage(stages.SCORES, stages.run_scores, role="judge"),
+        Stage(stages.SCORES, stages.run_scores, role="judge", needs=sar_needs),
         Stage(stages.PAIRS, stages.run_pairs, role="none"),
         Stage(stages.TRAINING, stages.run_training, role="none"),
     ),

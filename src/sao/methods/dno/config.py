@@ -47,7 +47,8 @@ class DNOJudgeSection(JudgeSection):
         "rubric",
         description="'rubric': one request per prompt scores every candidate 0-6 (the paper's annotator); "
         "'pairwise': sao's judge on every pair in both orders, debiased, each candidate scored 6 x its mean win "
-        "probability (a log-prob verdict always parses, so small self-judges give scores too).",
+        "probability (a log-prob verdict always parses, so small self-judges give scores too). Signal 'sar' "
+        "replaces both: each candidate scores 3 x (R_SA + 1), its self-aligned reward on the same 0-6 scale.",
     )
     template: str = Field(
         RUBRIC_TEMPLATE,
@@ -76,7 +77,14 @@ class DNOJudgeSection(JudgeSection):
 
 
 class DNOPairSection(Section):
-    min_positive: float = Field(5.0, ge=0, le=6, description="A positive must score at least this (paper: 5 of 6).")
+    min_positive: float = Field(
+        5.0,
+        ge=0,
+        le=6,
+        description="A positive must score at least this (paper: 5 of 6). Every threshold here is on the 0-6 scale "
+        "whatever scores: with judge.signal 'sar' a score is 3 x (R_SA + 1), so 5 asks R_SA >= 2/3, and a gap "
+        "of 1 is 1/3 in R_SA.",
+    )
     gold_gap: float = Field(
         2.0,
         ge=0,

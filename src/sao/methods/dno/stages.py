@@ -1,5 +1,5 @@
-"""DNO-Prct's stages for one iteration: prompts (split D_t) -> K samples -> rubric scores -> large-margin
-pairs -> training rows (this iteration's pairs plus capped draws of earlier ones). Each is a resumable
+"""DNO-Prct's stages for one iteration: prompts (split D_t) -> K samples -> scores (rubric, pairwise or SAR) ->
+large-margin pairs -> training rows (this iteration's pairs plus capped draws of earlier ones). Each is a resumable
 `sao.stage.run_stage`."""
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from pydantic import BaseModel
 from sao.engine import SamplingParams, derive_seed
 from sao.eval.formats import Instruction, read_instructions, read_outputs
 from sao.hf_data import hf_column
-from sao.methods.dno.config import DNOConfig
+from sao.judge.config import SAR
+from sao.methods.dno.config import DNOConfig, DNOPairSection
 from sao.methods.dno.mixing import mix
 from sao.methods.dno.pairwise import pairwise_scores
 from sao.methods.dno.rubric import parse_scores, rubric_request
 from sao.methods.dno.rules import GOLD, POLICY, Candidate, choose_pair, repeated_share
+from sao.methods.dno.sar import line_up_sar, on_rubric_scale
 from sao.methods.dno.splits import deal
 from sao.methods.method import StageContext
 from sao.stage import StageResult, drop_stats, kept, run_stage
@@ -58,6 +60,16 @@ class DNOScores(BaseModel):
     candidates: list[ScoredCandidate]
     output: str  # the judge's text, kept for inspection
     drop_reason: str | None = None
+
+
+class SARScoredCandidate(ScoredCandidate):
+    sar: float  # R_SA; ``score`` is it on the rubric's scale (`sao.methods.dno.sar.on_rubric_scale`)
+
+
+class DNOSARScores(DNOScores):
+    """A line-up scored by SAR (judge.signal: sar): no judge text, and every candidate has a score."""
+
+    candidates: list[SARScoredCandidate]
 
 
 class DNOPair(BaseModel):
@@ -168,6 +180,35 @@ def rubric_outputs(judge: Any, asked: list[tuple[str, list[str]]], section: Any)
     return [answer_text(c.samples[0].text, PREFILL, section.prefill) for c in done]
 
 
+def is_repetitive(text: str, rules: DNOPairSection) -> bool:
+    """Whether a candidate repeats itself enough to be a negative whatever its score."""
+    return repeated_share(text, rules.repetition_ngram) > rules.max_repeated_share
+
+
+def sar_rows(
+    judge: Any, conversations: list[Any], chunk: list[dict[str, Any]], line_ups: list[Any], rules: DNOPairSection
+) -> list[DNOSARScores]:
+    """Each line-up scored by SAR after the conversation the policy answered (the gold answer after it too)."""
+    scored = line_up_sar(judge, [(conv, [t for _, _, t in c]) for conv, c in zip(conversations, line_ups)])
+    return [
+        DNOSARScores(
+            id=row["id"],
+            candidates=[
+                SARScoredCandidate(
+                    origin=origin,
+                    sample=sample,
+                    score=on_rubric_scale(r_sa),
+                    repetitive=is_repetitive(text, rules),
+                    sar=round(r_sa, 6),
+                )
+                for (origin, sample, text), r_sa in zip(candidates, scores)
+            ],
+            output="",
+        )
+        for row, candidates, scores in zip(chunk, line_ups, scored)
+    ]
+
+
 def run_scores(ctx: StageContext) -> StageResult:
     assert ctx.judge is not None  # DNO names a judge ('self' by default)
     prompts = {r["id"]: r for r in ctx.store.rows(PROMPTS)}
@@ -175,6 +216,9 @@ def run_scores(ctx: StageContext) -> StageResult:
 
     def process(chunk: list[dict[str, Any]]) -> list[DNOScores]:
         line_ups = [line_up(prompts[row["id"]], row) for row in chunk]
+        if section.judge.signal == SAR:
+            conversations = [prompts[row["id"]]["messages"] for row in chunk]
+            return sar_rows(ctx.judge, conversations, chunk, line_ups, section.pairs)
         asked = [
             (prompts[row["id"]]["messages"][-1]["content"], [t for _, _, t in c]) for row, c in zip(chunk, line_ups)
         ]
@@ -185,7 +229,6 @@ def run_scores(ctx: StageContext) -> StageResult:
         else:
             outputs = rubric_outputs(ctx.judge, asked, j)
             scored = [parse_scores(output, len(texts)) for output, (_, texts) in zip(outputs, asked)]
-        n = section.pairs.repetition_ngram
         return [
             DNOScores(
                 id=row["id"],
@@ -194,7 +237,7 @@ def run_scores(ctx: StageContext) -> StageResult:
                         origin=origin,
                         sample=sample,
                         score=None if scores is None else scores[i],
-                        repetitive=repeated_share(text, n) > section.pairs.max_repeated_share,
+                        repetitive=is_repetitive(text, section.pairs),
                     )
                     for i, (origin, sample, text) in enumerate(candidates)
                 ],
