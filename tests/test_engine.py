@@ -6,8 +6,11 @@ import torch
 from conftest import ask
 from sao.engine import CapabilityError, RawPrompt, SamplingParams, TokenPrompt
 from sao.engine.chat_template import encode_prompt, render_prompt
+from sao.engine.logit_controls import bias_ids
 from sao.engine.scoring import group_requests
+from sao.engine.transformers_engine import TransformersEngine
 from sao.errors import ConfigError, InputError
+from sao.models import load_model
 
 PROMPTS = [ask("hi"), ask("a much longer question about several different things " * 3), ask("what is two plus two?")]
 
@@ -222,3 +225,105 @@ def test_bad_token_prompts_name_the_prompt(tiny_engine):
         tiny_engine.top_logprobs([TokenPrompt([1, 999999])], 2)
     with pytest.raises(InputError, match="^continuation 0: token id -1 is outside"):
         tiny_engine.score([PROMPTS[0]], [[-1]])
+
+
+# ---------------------------------------------------------------------------------------- top-k, logprobs
+def test_top_k_1_samples_the_greedy_tokens(tiny_engine):
+    greedy = tiny_engine.generate(PROMPTS, SamplingParams(temperature=0, max_new_tokens=12))
+    one = tiny_engine.generate(PROMPTS, SamplingParams(n=2, temperature=1.3, top_k=1, max_new_tokens=12, seed=5))
+    for g, o in zip(greedy, one):
+        assert [s.token_ids for s in o.samples] == [g.samples[0].token_ids] * 2
+    free = tiny_engine.generate(PROMPTS, SamplingParams(temperature=1.3, max_new_tokens=12, seed=5))
+    assert [c.samples[0].token_ids for c in free] != [c.samples[0].token_ids for c in greedy]
+
+
+def test_top_k_draws_only_among_the_k_most_likely(tiny_engine):
+    tok = tiny_engine.tokenizer
+
+    def outside_top(k_checked: int, sampling: SamplingParams) -> int:
+        """How many generated tokens are not among the ``k_checked`` most likely after their prefix."""
+        out = tiny_engine.generate(PROMPTS, sampling)
+        prefixes, tokens = [], []
+        for conv, completion in zip(PROMPTS, out):
+            prompt = encode_prompt(tok, conv)
+            for sample in completion.samples:
+                for i, token in enumerate(sample.token_ids):
+                    prefixes.append(TokenPrompt(prompt + sample.token_ids[:i]))
+                    tokens.append(token)
+        tops = tiny_engine.top_logprobs(prefixes, k_checked)
+        assert len(tokens) > 50
+        return sum(token not in top.token_ids for token, top in zip(tokens, tops))
+
+    # Temperature 3 flattens the distribution: without the limit the draws land far outside the top 3.
+    assert outside_top(3, SamplingParams(n=3, temperature=3.0, top_k=3, max_new_tokens=8, seed=2)) == 0
+    assert outside_top(3, SamplingParams(n=3, temperature=3.0, max_new_tokens=8, seed=2)) > 10
+
+
+def test_sample_logprobs_are_the_scores_of_its_tokens_before_temperature(tiny_engine):
+    """Greedy or sampled (temperature, top-k, top-p), rows leaving the batch at different steps: each token's
+    log-prob is the model's, as `score` gives it for the same tokens after the same prompt."""
+    params = [
+        SamplingParams(temperature=0, max_new_tokens=9, logprobs=True),
+        SamplingParams(n=2, temperature=0.5, top_k=5, top_p=0.9, max_new_tokens=12, seed=3, logprobs=True),
+        SamplingParams(n=2, temperature=1.5, max_new_tokens=5, seed=4, logprobs=True),
+    ]
+    out = tiny_engine.generate(PROMPTS, params)
+    convs = [conv for conv, c in zip(PROMPTS, out) for _ in c.samples]
+    samples = [s for c in out for s in c.samples]
+    scored = tiny_engine.score(convs, [s.token_ids for s in samples])
+    for sample, want in zip(samples, scored):
+        assert sample.num_tokens > 0 and len(sample.logprobs) == sample.num_tokens
+        assert sample.logprobs == pytest.approx(want.logprobs, abs=1e-4)
+
+
+def test_logprobs_are_none_unless_asked(tiny_engine):
+    out = tiny_engine.generate(
+        PROMPTS, [SamplingParams(temperature=0, max_new_tokens=4), SamplingParams(n=2, max_new_tokens=4, seed=1),
+                  SamplingParams(temperature=0, max_new_tokens=4, logprobs=True)]
+    )  # fmt: skip
+    assert [[s.logprobs is None for s in c.samples] for c in out] == [[True], [True, True], [False]]
+    assert len(out[2].samples[0].logprobs) == out[2].samples[0].num_tokens
+
+
+def test_logprobs_stay_aligned_when_a_stop_string_ends_the_sample(tiny_engine):
+    free = tiny_engine.generate([PROMPTS[0]], SamplingParams(temperature=0, max_new_tokens=20))[0].samples[0]
+    stop = free.text[3:6]
+    (cut,) = tiny_engine.generate(
+        [PROMPTS[0]], SamplingParams(temperature=0, max_new_tokens=20, stop=(stop,), logprobs=True)
+    )[0].samples
+    assert cut.finish_reason == "stop" and stop not in cut.text
+    # The tokens that spelled the stop string stay in token_ids, each with its log-prob.
+    assert stop in tiny_engine.tokenizer.decode(cut.token_ids)
+    (scored,) = tiny_engine.score([PROMPTS[0]], [cut.token_ids])
+    assert len(cut.logprobs) == cut.num_tokens
+    assert cut.logprobs == pytest.approx(scored.logprobs, abs=1e-4)
+
+
+def test_logprobs_follow_the_logit_controls(tiny_engine):
+    """The log-probs are those of the distribution the tokens were chosen from: after the logit bias."""
+    tok = tiny_engine.tokenizer
+    params = SamplingParams(temperature=0, max_new_tokens=6, logit_bias={" the": 8.0}, logprobs=True)
+    (sample,) = tiny_engine.generate([PROMPTS[2]], params)[0].samples
+    prompt = encode_prompt(tok, PROMPTS[2])
+    with torch.no_grad():
+        logits = tiny_engine.model(torch.tensor([prompt + sample.token_ids])).logits[0, len(prompt) - 1 : -1].float()
+    biased = logits.clone()
+    for token, bias in bias_ids(tok, params.logit_bias).items():
+        biased[:, token] += bias
+    want = biased.log_softmax(-1).gather(-1, torch.tensor(sample.token_ids)[:, None]).squeeze(-1)
+    assert sample.logprobs == pytest.approx(want.tolist(), abs=1e-4)
+    raw = tiny_engine.score([PROMPTS[2]], [sample.token_ids])[0].logprobs
+    assert max(abs(a - b) for a, b in zip(sample.logprobs, raw)) > 0.1
+
+
+def test_an_eos_ends_the_sample_without_a_logprob(chatty_tiny_dir):
+    engine = TransformersEngine(load_model(str(chatty_tiny_dir), dtype="float32"), progress=False)
+    params = SamplingParams(n=4, temperature=0.7, max_new_tokens=40, seed=11, logprobs=True)
+    samples = engine.generate([PROMPTS[0], PROMPTS[2]], params)
+    samples = [(conv, s) for conv, c in zip([PROMPTS[0], PROMPTS[2]], samples) for s in c.samples]
+    ended = [(conv, s) for conv, s in samples if s.eos_token_id is not None]
+    assert ended, "no sample ended on EOS"
+    scored = engine.score([conv for conv, _ in ended], [s.token_ids for _, s in ended])
+    for (_, sample), want in zip(ended, scored):
+        assert len(sample.logprobs) == sample.num_tokens
+        assert sample.logprobs == pytest.approx(want.logprobs, abs=1e-4)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sao.engine.sampler import choose_tokens, top_p_filter
+from sao.engine.sampler import NUCLEUS_CANDIDATES, choose_tokens, top_p_filter
 from sao.engine.stops import StopStrings
 from sao.engine.types import SamplingParams, derive_seed
 from sao.errors import ConfigError
@@ -72,11 +72,113 @@ def test_derive_seed_is_stable_and_spreads():
         ({"top_p": 0}, "top_p"),
         ({"max_new_tokens": 0}, "max_new_tokens"),
         ({"stop": ("",)}, "stop"),
+        ({"top_k": -1}, "top_k"),
+        ({"top_k": 2.5}, "top_k"),
+        ({"top_k": True}, "top_k"),
+        ({"logprobs": "yes"}, "logprobs"),
     ],
 )
 def test_sampling_params_name_the_bad_field(kwargs, field):
     with pytest.raises(ConfigError, match=f"^{field}:"):
         SamplingParams(**kwargs)
+
+
+def test_top_k_and_logprobs_default_off_and_stay_hashable():
+    params = SamplingParams()
+    assert (params.top_k, params.logprobs) == (0, False)
+    assert hash(SamplingParams(top_k=5, logprobs=True)) == hash(SamplingParams(top_k=5, logprobs=True))
+    assert SamplingParams(top_k=5) != SamplingParams(top_k=6)
+
+
+# ------------------------------------------------------------------------------------------------ top-k
+def seeded(rows: int, base: int = 0) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(base + i) for i in range(rows)]
+
+
+def draws(logits, top_k, top_p=1.0, temperature=1.0, steps=1500, seed=0):
+    """``steps`` draws from one row of ``logits`` with one generator."""
+    gen = torch.Generator().manual_seed(seed)
+    temp, mass = torch.full((1, 1), temperature), torch.full((1, 1), top_p)
+    return torch.tensor([int(choose_tokens(logits, temp, mass, [gen], [top_k])[0]) for _ in range(steps)])
+
+
+def test_top_k_1_samples_exactly_the_greedy_token():
+    logits = torch.randn(6, 3000)
+    logits[0, 7] = logits[0, 9] = logits[0].max() + 1  # a tie: greedy's argmax takes the first
+    temp = torch.tensor([[1.0], [0.5], [2.0], [1.0], [1.0], [0.7]])
+    top_p = torch.tensor([[1.0], [1.0], [0.9], [0.3], [1.0], [0.95]])
+    greedy = choose_tokens(logits, temp, top_p, [None] * 6)
+    for base in range(5):
+        assert torch.equal(choose_tokens(logits, temp, top_p, seeded(6, base), [1] * 6), greedy)
+    assert greedy[0] == 7
+    # Without the limit, these flat rows are not greedy: top_k=1 is what makes them so.
+    assert not torch.equal(choose_tokens(logits, temp, top_p, seeded(6), [0] * 6), greedy)
+
+
+@pytest.mark.parametrize("k", [5, NUCLEUS_CANDIDATES, NUCLEUS_CANDIDATES + 44])  # candidate path, its edge, full sort
+def test_top_k_never_draws_outside_the_k_most_likely_and_renormalises(k):
+    vocab = 2000
+    torch.manual_seed(k)
+    logits = torch.randn(1, vocab) * 0.1  # nearly flat: an unlimited draw lands anywhere
+    allowed = set(logits[0].topk(k).indices.tolist())
+    drawn = draws(logits, k, steps=3000)
+    assert set(drawn.tolist()) <= allowed
+    if k == 5:  # the top 5, in proportion to their probabilities
+        probs = torch.softmax(logits[0, sorted(allowed)], -1)
+        counts = torch.bincount(drawn, minlength=vocab)[sorted(allowed)].float() / len(drawn)
+        assert counts.tolist() == pytest.approx(probs.tolist(), abs=0.03)
+    else:
+        assert len(set(drawn.tolist())) > k // 2  # the limit is not tighter than asked
+    unlimited = draws(logits, 0, steps=300)
+    assert not set(unlimited.tolist()) <= allowed
+
+
+@pytest.mark.parametrize("k", [2, NUCLEUS_CANDIDATES + 44])
+def test_top_p_applies_to_the_top_k_renormalised(k):
+    # Token 0 holds half the mass, token 1 0.3, a flat tail the rest. Top-k first: the k kept renormalise,
+    # token 0 then holds more than top_p, and the nucleus is token 0 alone. Top-p on the raw distribution
+    # would keep token 1 too (0.5 < top_p), and top-k after it would not remove it.
+    vocab = 1000
+    probs = torch.cat([torch.tensor([0.5, 0.3]), torch.linspace(2.0, 1.0, vocab - 2)])
+    probs[2:] *= 0.2 / probs[2:].sum()
+    logits = probs.log()[None]
+    head = float(0.5 / probs[:k].sum())
+    assert set(draws(logits, k, top_p=head - 0.02, steps=500).tolist()) == {0}
+    assert {0, 1} <= set(draws(logits, 0, top_p=head - 0.02, steps=500).tolist())
+    # With top_p just above token 0's renormalised share, token 1 comes back.
+    assert {0, 1} <= set(draws(logits, k, top_p=head + 0.02, steps=500).tolist())
+
+
+def test_temperature_applies_before_top_k():
+    # A temperature that flattens the distribution changes which tokens are drawn but not which are allowed.
+    logits = torch.tensor([[5.0, 4.0, 3.0, -2.0, -3.0]])
+    hot = draws(logits, 3, temperature=50.0, steps=600)
+    assert set(hot.tolist()) == {0, 1, 2}
+    assert torch.bincount(hot, minlength=5)[2] > 150  # near-uniform over the top 3 at this temperature
+
+
+def test_a_top_k_row_draws_the_same_whatever_shares_its_batch():
+    torch.manual_seed(3)
+    logits = torch.randn(5, 3000)
+    temp = torch.tensor([[1.0], [0.8], [1.2], [1.0], [1.0]])
+    top_p = torch.tensor([[1.0], [0.9], [0.5], [1.0], [0.99]])
+    top_k = [0, 40, NUCLEUS_CANDIDATES + 100, 7, 0]  # unlimited, candidates, full sort, candidates, full sort
+    gens, alone_gens = seeded(5, 10), seeded(5, 10)
+    for _ in range(40):
+        together = choose_tokens(logits, temp, top_p, gens, top_k)
+        for row in range(5):
+            r = slice(row, row + 1)
+            alone = choose_tokens(logits[r], temp[r], top_p[r], [alone_gens[row]], top_k[r])
+            assert alone[0] == together[row]
+
+
+def test_no_top_k_is_the_same_as_no_limit():
+    torch.manual_seed(4)
+    logits = torch.randn(4, 3000)
+    temp, top_p = torch.ones(4, 1), torch.tensor([[1.0], [0.9], [0.999], [0.5]])
+    first = choose_tokens(logits, temp, top_p, seeded(4), None)
+    assert torch.equal(first, choose_tokens(logits, temp, top_p, seeded(4), [0, 0, 0, 0]))
+    assert torch.equal(first, choose_tokens(logits, temp, top_p, seeded(4), [3000, 5000, 0, 0]))  # >= vocab: no limit
 
 
 def test_stop_truncates_at_earliest_stop():

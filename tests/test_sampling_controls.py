@@ -341,7 +341,7 @@ class RecordingLLM:
 
     def generate(self, prompts, sampling_params, use_tqdm):
         self.calls.append(sampling_params)
-        out = SimpleNamespace(text="x", token_ids=[7], finish_reason="length", stop_reason=None)
+        out = SimpleNamespace(text="x", token_ids=[7], finish_reason="length", stop_reason=None, logprobs=None)
         return [SimpleNamespace(outputs=[out], prompt_logprobs=None) for _ in prompts]
 
 

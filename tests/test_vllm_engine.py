@@ -28,9 +28,11 @@ from sao.engine.vllm_engine import (
     ScoreRequest,
     VLLMEngine,
     check_device,
+    check_logprobs,
     generation_requests,
     import_vllm,
     llm_kwargs,
+    sampling_kwargs,
     score_requests,
     to_completions,
     to_token_logprobs,
@@ -114,9 +116,9 @@ def test_raw_and_token_prompts_become_prompt_token_ids_as_in_process(tokenizer):
 
 
 # ----------------------------------------------------------------------------------------------- outputs
-def completion_output(token_ids, finish_reason, stop_reason=None, text="t"):
+def completion_output(token_ids, finish_reason, stop_reason=None, text="t", logprobs=None):
     return SimpleNamespace(
-        index=0, text=text, token_ids=token_ids, finish_reason=finish_reason, stop_reason=stop_reason
+        index=0, text=text, token_ids=token_ids, finish_reason=finish_reason, stop_reason=stop_reason, logprobs=logprobs
     )
 
 
@@ -173,6 +175,41 @@ def test_score_reads_the_actual_token_at_each_continuation_position():
     assert scored.logprobs == [-3.0, -4.0]
     empty = to_token_logprobs(ScoreRequest([10, 11], start=2), request_output(prompt_logprobs=positions[:2]))
     assert (empty.token_ids, empty.logprobs) == ([], [])
+
+
+def test_top_k_and_logprobs_are_sent_only_when_set():
+    plain = sampling_kwargs(SamplingParams(temperature=0.7, max_new_tokens=5), 1)
+    assert "top_k" not in plain and "logprobs" not in plain
+    asked = sampling_kwargs(SamplingParams(temperature=0.7, top_k=15, max_new_tokens=5, logprobs=True), 1)
+    # logprobs=0: vLLM returns the sampled token's log-prob and no others.
+    assert asked == plain | {"top_k": 15, "logprobs": 0}
+
+
+@pytest.mark.parametrize(
+    ("finish", "stop_reason", "want_ids"),
+    [
+        ("stop", None, [5, 6]),  # the EOS's entry goes with the EOS
+        ("stop", "\n\n", [5, 6, 7]),  # a stop string's last token keeps its entry
+        ("length", None, [5, 6, 7]),
+    ],
+)
+def test_sample_logprobs_are_read_for_the_kept_tokens(finish, stop_reason, want_ids):
+    # One {token id: Logprob} per generated token; the decoys are other tokens and must not be read.
+    positions = [{5: logprob(-0.5), 1: logprob(-9.0)}, {6: logprob(-1.5)}, {2: logprob(-8.0), 7: logprob(-2.5)}]
+    out = request_output(completion_output([5, 6, 7], finish, stop_reason, logprobs=positions))
+    sample = to_completions([request(0, 0, 3)], [out], counts=[1])[0].samples[0]
+    assert sample.token_ids == want_ids
+    assert sample.logprobs == [-0.5, -1.5, -2.5][: len(want_ids)]
+    plain = to_completions([request(0, 0, 3)], [request_output(completion_output([5], "length"))], counts=[1])
+    assert plain[0].samples[0].logprobs is None
+
+
+def test_logprobs_with_logit_controls_are_refused_on_vllm():
+    check_logprobs([SamplingParams(logprobs=True), SamplingParams(frequency_penalty=1.0)])
+    with pytest.raises(ConfigError, match=r"^logprobs: backend 'vllm' reports them before logit_bias .* request 1 "):
+        check_logprobs([SamplingParams(), SamplingParams(logprobs=True, logit_bias={"Sorry": -5})])
+    with pytest.raises(ConfigError, match=r"^logprobs: backend 'vllm'"):
+        check_logprobs([SamplingParams(logprobs=True, presence_penalty=0.5)])
 
 
 # ------------------------------------------------------------------------------------------------ engine
@@ -242,10 +279,13 @@ class FakeLLM:
     def generate(self, prompts, sampling_params, use_tqdm):
         self.calls.append((prompts, sampling_params))
         outputs = []
-        for prompt in prompts:
+        for prompt, params in zip(prompts, sampling_params):
             ids = prompt["prompt_token_ids"]
             positions = [None] + [{t: logprob(-float(i))} for i, t in enumerate(ids[1:], 1)]
-            outputs.append(request_output(completion_output([ids[-1], 0], "stop"), prompt_logprobs=positions))
+            # With logprobs: the sampled tokens' own, as vLLM gives them for logprobs=0 (the EOS's included).
+            sampled = [{ids[-1]: logprob(-0.25)}, {0: logprob(-0.75)}] if params.get("logprobs") == 0 else None
+            output = completion_output([ids[-1], 0], "stop", logprobs=sampled)
+            outputs.append(request_output(output, prompt_logprobs=positions))
         return outputs
 
 
@@ -267,6 +307,13 @@ def test_engine_feeds_token_ids_and_maps_back(tokenizer, fake_vllm):
     # FakeLLM echoes the prompt's last token, then an EOS that the mapping drops.
     last = [p["prompt_token_ids"][-1] for p in prompts[::2]]
     assert [[s.token_ids for s in c.samples] for c in out] == [[[last[0]]] * 2, [[last[1]]] * 2]
+    assert all(s.logprobs is None for c in out for s in c.samples)
+    (asked,) = engine.generate(CONVERSATIONS[:1], SamplingParams(temperature=0, top_k=4, logprobs=True))
+    assert llm.calls[-1][1][0]["logprobs"] == 0 and llm.calls[-1][1][0]["top_k"] == 4
+    assert (asked.samples[0].token_ids, asked.samples[0].logprobs) == ([last[0]], [-0.25])
+    with pytest.raises(ConfigError, match="^logprobs: backend 'vllm'"):
+        engine.generate(CONVERSATIONS[:1], SamplingParams(logprobs=True, frequency_penalty=0.5))
+    del llm.calls[1:]
 
     scored = engine.score(CONVERSATIONS[:1], ["Hi!"])[0]
     prompts, params = llm.calls[1]
@@ -344,6 +391,15 @@ def test_real_vllm_matches_the_in_process_engine(wide_tiny_dir):
         for got, want in zip(ours, ref):
             assert got.samples[0].token_ids == want.samples[0].token_ids
             assert got.samples[0].finish_reason == want.samples[0].finish_reason
+
+        # The sampled tokens' log-probs (raw, as the in-process engine's), and top_k=1 sampling is greedy.
+        with_logprobs = SamplingParams(temperature=0, max_new_tokens=12, logprobs=True)
+        ours, ref = engine.generate(CONVERSATIONS, with_logprobs), reference.generate(CONVERSATIONS, with_logprobs)
+        for got, want in zip(ours, ref):
+            assert len(got.samples[0].logprobs) == got.samples[0].num_tokens
+            assert got.samples[0].logprobs == pytest.approx(want.samples[0].logprobs, abs=2e-3)
+        one = engine.generate(CONVERSATIONS, SamplingParams(temperature=1.0, top_k=1, max_new_tokens=12, seed=3))
+        assert [c.samples[0].token_ids for c in one] == [c.samples[0].token_ids for c in ours]
 
         conts = ["Paris is the capital.", "4", "a b c d e f g"]
         for got, want in zip(engine.score(CONVERSATIONS, conts), reference.score(CONVERSATIONS, conts)):

@@ -119,12 +119,18 @@ def chat(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     engine_: EngineOpt = None,
+    set_: SetOpt = None,
     trust_remote_code: RemoteCodeOpt = False,
 ) -> None:
-    """Answer one question with a model and print the answer."""
+    """Answer one question with a model and print the answer (--set decoding.strategy=rain: by RAIN)."""
     from sao.engine import SamplingParams
+    from sao.rain.config import DecodingOverrides
+    from sao.rain.engine import wrap_engine
+    from sao.recipe import apply_overrides, validate
 
-    engine = _engine(model, _engine_settings(device, dtype, 1, engine_, False), trust_remote_code, progress=False)
+    decoding = validate(DecodingOverrides, apply_overrides({}, set_ or [])).decoding
+    plain = _engine(model, _engine_settings(device, dtype, 1, engine_, False), trust_remote_code, progress=False)
+    engine = wrap_engine(plain, decoding, progress=False)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
     params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
     typer.echo(engine.generate([messages], params)[0].samples[0].text)
@@ -148,14 +154,17 @@ def generate(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     engine_: EngineOpt = None,
+    set_: SetOpt = None,
     ray: RayOpt = False,
     trust_remote_code: RemoteCodeOpt = False,
 ) -> None:
-    """Sample n responses per prompt into a resumable run directory."""
+    """Sample n responses per prompt into a resumable run directory (--set decoding.strategy=rain: by RAIN)."""
     from sao.engine.factory import engine_model_info
+    from sao.rain.engine import wrap_engine
+    from sao.recipe import apply_overrides
     from sao.stages.generate import load_prompts, run_generate, validate_config
 
-    config = validate_config(
+    values = apply_overrides(
         dict(
             model=model,
             n=n,
@@ -165,11 +174,13 @@ def generate(
             stop=stop or [],
             seed=seed,
             system=system,
-        )
+        ),
+        set_ or [],
     )
+    config = validate_config(values)
     settings = _engine_settings(device, dtype, batch_size, engine_, ray)
     prompts = load_prompts(input, system)  # before the model load, so bad input fails fast
-    engine = _engine(model, settings, trust_remote_code)
+    engine = wrap_engine(_engine(model, settings, trust_remote_code), config.decoding)
     store, result = run_generate(
         engine, config, prompts, out, model_info=engine_model_info(model, settings), chunk_size=chunk_size, force=force
     )

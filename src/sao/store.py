@@ -263,6 +263,15 @@ class RunStore:
             ]
             if changed:
                 return f"engine ({', '.join(changed)})"
+        # A decoding strategy (RAIN's search settings, `sao.rain.config.decoding_identity`) changes the rows too;
+        # plain sampling records none, so manifests from before RAIN compare equal.
+        old_dec, new_dec = old.model.get("decoding") or {}, new.model.get("decoding") or {}
+        if old_dec != new_dec:
+            keys = sorted(set(old_dec) | set(new_dec), key=lambda k: (k != "strategy", k))
+            changed = [
+                f"{k} {old_dec.get(k)!r} -> {new_dec.get(k)!r}" for k in keys if old_dec.get(k) != new_dec.get(k)
+            ]
+            return f"decoding ({', '.join(changed)})"
         return None
 
     @staticmethod

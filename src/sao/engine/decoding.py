@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from sao.engine.logit_controls import LogitControls, adjust_logits, logit_controls
@@ -31,15 +32,20 @@ class Job:
     seed: int | None
     controls: LogitControls | None = None  # its logit bias and penalties (`sao.engine.logit_controls`)
     generated: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)  # of each generated token, when params.logprobs
     finish: FinishReason = "length"
     eos_token: int | None = None
 
-    def accept(self, token: int, eos_ids: set[int], stops: StopStrings) -> bool:
-        """Take the next token; False once the sequence is finished."""
+    def accept(self, token: int, eos_ids: set[int], stops: StopStrings, logprob: float | None = None) -> bool:
+        """Take the next token (and its log-prob, when the params ask for them); False once the sequence
+        is finished. An EOS is not kept, nor its log-prob; the tokens of a stop string are, with theirs."""
         if token in eos_ids:
             self.finish, self.eos_token = "stop", token
             return False
         self.generated.append(token)
+        if self.params.logprobs:
+            assert logprob is not None, "logprobs asked for but not computed"
+            self.logprobs.append(logprob)
         if stops.hit(self.generated):
             self.finish = "stop"
             return False
@@ -47,7 +53,8 @@ class Job:
 
     def result(self, tokenizer: Any, stops: StopStrings) -> Sample:
         text = tokenizer.decode(self.generated, skip_special_tokens=True)
-        return Sample(stops.truncate(text), self.generated, self.finish, self.seed, self.eos_token)
+        logprobs = self.logprobs if self.params.logprobs else None
+        return Sample(stops.truncate(text), self.generated, self.finish, self.seed, self.eos_token, logprobs)
 
 
 def make_jobs(
@@ -72,6 +79,22 @@ def adjusted(logits: Any, jobs: Sequence[Job]) -> Any:
     if all(job.controls is None for job in jobs):
         return logits
     return adjust_logits(logits, [(job.controls, job.generated) for job in jobs])
+
+
+def token_logprobs(logits: Any, tokens: Any, jobs: Sequence[Job]) -> list[float | None]:
+    """Each row's log-prob of its chosen token (``tokens`` [B]) under ``logits`` [B, V] (already `adjusted`, not
+    temperature-scaled): the float32 log-softmax, for the rows whose params ask for log-probs (None for
+    the others; nothing is computed when no row asks)."""
+    wanted = [row for row, job in enumerate(jobs) if job.params.logprobs]
+    values: list[float | None] = [None] * len(jobs)
+    if not wanted:
+        return values
+    rows = torch.as_tensor(wanted, device=logits.device)
+    chosen = logits[rows].float()
+    picked = chosen.gather(-1, tokens[rows][:, None].to(chosen.device)).squeeze(-1) - chosen.logsumexp(-1)
+    for row, value in zip(wanted, picked.tolist()):
+        values[row] = value
+    return values
 
 
 def eos_ids(generation_config: Any, tokenizer: Any) -> set[int]:

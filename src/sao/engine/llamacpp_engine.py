@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from sao.engine.capabilities import CAPABILITIES, check_call, check_sampling
 from sao.engine.config import LlamaCppSection
-from sao.engine.decoding import Job, Meter, adjusted, eos_ids, make_jobs
+from sao.engine.decoding import Job, Meter, adjusted, eos_ids, make_jobs, token_logprobs
 from sao.engine.prompts import continuation_ids, prompt_ids
 from sao.engine.sampler import choose_tokens
 from sao.engine.scoring import expand, group_requests
@@ -430,13 +430,17 @@ class LlamaCppEngine:
             rows = [stream for stream, _ in outputs]
             temperature = torch.tensor([[s.job.params.temperature or 1.0] for s in rows])  # type: ignore[union-attr]
             top_p = torch.tensor([[s.job.params.top_p] for s in rows])  # type: ignore[union-attr]
-            logits = adjusted(logits, [s.job for s in rows])  # type: ignore[misc]
-            tokens = choose_tokens(logits, temperature, top_p, [generators[s.index] for s in rows])
-            for stream, token in zip(rows, tokens.tolist()):
+            jobs_now = [s.job for s in rows]
+            logits = adjusted(logits, jobs_now)  # type: ignore[arg-type]
+            top_k = [s.job.params.top_k for s in rows]  # type: ignore[union-attr]
+            tokens = choose_tokens(logits, temperature, top_p, [generators[s.index] for s in rows], top_k)
+            logprobs = token_logprobs(logits, tokens, jobs_now)  # type: ignore[arg-type]
+            for stream, token, logprob in zip(rows, tokens.tolist(), logprobs):
                 job = stream.job
                 assert job is not None
                 # A full KV stream ends the row as if it had hit max_new_tokens.
-                if job.accept(token, self.eos_ids, stops[job.params.stop]) and stream.pos < self.context_per_sequence:
+                accepted = job.accept(token, self.eos_ids, stops[job.params.stop], logprob)
+                if accepted and stream.pos < self.context_per_sequence:
                     stream.pending = [token]
             meter.advance(tokens=len(rows), finished=0)
 

@@ -37,7 +37,15 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import openai
 from tqdm.auto import tqdm
 
-from sao.engine.capabilities import CAPABILITIES, Capability, check_call, check_sampling, missing, openai_kind
+from sao.engine.capabilities import (
+    CAPABILITIES,
+    Capability,
+    CapabilityError,
+    check_call,
+    check_sampling,
+    missing,
+    openai_kind,
+)
 from sao.engine.chat_template import check_conversation, render_prompt
 from sao.engine.logit_controls import bias_ids
 from sao.engine.types import (
@@ -134,8 +142,10 @@ def sampling_body(
     Frequency and presence penalties are OpenAI's own fields, over the generated tokens as in sao (n = 1;
     ``penalty_ngram > 1`` is refused by `check_sampling` first). ``logit_bias`` is ``params.logit_bias``
     resolved to token ids (`sao.engine.logit_controls.bias_ids`), sent as OpenAI's ``{"id": bias}``; OpenAI
-    takes biases in [-100, 100], and a server may refuse or clip others. Each is sent only when set, so a
-    plain request's body is what it always was (some servers refuse fields they do not know).
+    takes biases in [-100, 100], and a server may refuse or clip others. ``top_k`` is no OpenAI field: it goes
+    in ``extra_body`` (the client's way to send one at the top level of the JSON), as vLLM's, SGLang's and
+    llama.cpp's servers take it; hosted OpenAI refuses it. Each is sent only when set (``top_k`` only when
+    sampling), so a plain request's body is what it always was (some servers refuse fields they do not know).
     """
     body: dict[str, Any] = {"max_tokens": params.max_new_tokens, "temperature": params.temperature}
     if not params.greedy:
@@ -150,7 +160,24 @@ def sampling_body(
         body["presence_penalty"] = params.presence_penalty
     if logit_bias:
         body["logit_bias"] = {str(token): bias for token, bias in sorted(logit_bias.items())}
+    if params.top_k and not params.greedy:
+        body["extra_body"] = {"top_k": params.top_k}
     return body
+
+
+def check_logprobs(kind: str, params: Sequence[SamplingParams]) -> None:
+    """CapabilityError for a request that asks for its samples' log-probs, which this engine does not return.
+
+    The server's log-probs are per server token, and ``Sample.token_ids`` here are the local tokenizer's ids
+    of the returned text (or unknown): the two need not line up one for one, and log-probs misaligned with
+    ``token_ids`` would be worse than none.
+    """
+    for i, p in enumerate(params):
+        if p.logprobs:
+            raise CapabilityError(
+                f"logprobs: engine backend '{kind}' does not return the log-probs of sampled tokens "
+                f"(request {i} of a generate call asks for them)"
+            )
 
 
 def score_body(model: str) -> dict[str, Any]:
@@ -326,11 +353,12 @@ class OpenAIEngine:
 
         Prompts of a kind this engine lacks (raw text, token ids, message parts) raise CapabilityError, and
         so do sampling controls it lacks (an n-gram penalty; a logit bias with ``api: chat``, which has no
-        tokenizer to name token ids with).
+        tokenizer to name token ids with) and ``SamplingParams.logprobs`` (`check_logprobs`).
         """
         check_call(self, "generate", conversations)
         params = per_request(sampling, len(conversations))
         check_sampling(self, params, "generate")
+        check_logprobs(self.kind, params)
         # The local tokenizer is the served model's (completions prompts go out as its ids too).
         biases = {p: bias_ids(self.tokenizer, p.logit_bias) for p in set(params) if p.logit_bias}
         if self.api == "chat":

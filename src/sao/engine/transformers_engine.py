@@ -18,7 +18,8 @@ from transformers import DynamicCache
 
 from sao.engine.batching import left_pad, length_buckets
 from sao.engine.capabilities import CAPABILITIES, check_call, check_sampling
-from sao.engine.decoding import Job, Meter, adjusted, eos_ids, make_jobs
+from sao.engine.decoding import Job, Meter, adjusted, eos_ids, make_jobs, token_logprobs
+from sao.engine.prefix_cache import PrefixCache
 from sao.engine.prompts import continuation_ids, prompt_ids
 from sao.engine.sampler import choose_tokens
 from sao.engine.scoring import ScoreGroup, expand, group_requests
@@ -47,13 +48,21 @@ class TransformersEngine:
         max_batch_size: sequences decoded together; buckets are length-sorted.
         score_batch_size: sequences per forward pass in `score` and `top_logprobs`.
         progress: show a progress bar with tokens/s.
+        prefix_cache: recent shared prefixes whose KV `score` and `top_logprobs` keep for later calls
+            (`sao.engine.prefix_cache`); 0 recomputes every prefix.
     """
 
     kind = "transformers"
     capabilities = CAPABILITIES["transformers"]
 
     def __init__(
-        self, loaded: LoadedModel, *, max_batch_size: int = 32, score_batch_size: int = 8, progress: bool = True
+        self,
+        loaded: LoadedModel,
+        *,
+        max_batch_size: int = 32,
+        score_batch_size: int = 8,
+        progress: bool = True,
+        prefix_cache: int = 4,
     ):
         self.loaded = loaded
         self.model = loaded.model
@@ -63,6 +72,7 @@ class TransformersEngine:
         self.progress = progress
         self.eos_ids = eos_ids(self.model.generation_config, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id
+        self.prefix = PrefixCache(self.model, self.pad_id, capacity=prefix_cache)
 
     @classmethod
     def from_spec(
@@ -124,7 +134,8 @@ class TransformersEngine:
 
     def _decode(self, batch: list[Job], meter: Meter) -> list[Sample]:
         """Decode one bucket; rows leave the batch as soon as they finish. Each row's logit controls
-        (`Job.controls`) apply before every token is chosen."""
+        (`Job.controls`) apply before every token is chosen, and its log-probs (when asked) are read from
+        the logits they leave."""
         device = self.device
         ids, mask, positions = left_pad([job.prompt for job in batch], self.pad_id, device)
         temperature = torch.tensor([[job.params.temperature or 1.0] for job in batch], device=device)
@@ -137,12 +148,15 @@ class TransformersEngine:
         logits = self._forward(ids, mask, positions, cache)
         positions = positions[:, -1:]
         for _ in range(max(job.params.max_new_tokens for job in batch)):
-            logits = adjusted(logits, [batch[i] for i in alive])
-            tokens = choose_tokens(logits, temperature, top_p, [generators[i] for i in alive])
+            rows_jobs = [batch[i] for i in alive]
+            logits = adjusted(logits, rows_jobs)
+            top_k = [job.params.top_k for job in rows_jobs]
+            tokens = choose_tokens(logits, temperature, top_p, [generators[i] for i in alive], top_k)
+            logprobs = token_logprobs(logits, tokens, rows_jobs)
             keep = [
                 row
-                for row, (i, token) in enumerate(zip(alive, tokens.tolist()))
-                if batch[i].accept(token, self.eos_ids, stops[batch[i].params.stop])
+                for row, (job, token, logprob) in enumerate(zip(rows_jobs, tokens.tolist(), logprobs))
+                if job.accept(token, self.eos_ids, stops[job.params.stop], logprob)
             ]
             meter.advance(tokens=len(alive), finished=len(alive) - len(keep))
             if not keep:
@@ -165,7 +179,8 @@ class TransformersEngine:
 
         Text continuations are tokenized on their own (no special tokens), the way a trainer
         tokenizes a completion after the chat-templated prompt. Requests that differ only in
-        their last token share one forward pass (`sao.engine.scoring`).
+        their last token share one forward pass (`sao.engine.scoring`), and a batch's shared prefix
+        runs once, its KV kept for later calls (`sao.engine.prefix_cache`).
         """
         if len(prompts) != len(continuations):
             raise ValueError(f"score: {len(prompts)} prompts but {len(continuations)} continuations")
@@ -185,9 +200,10 @@ class TransformersEngine:
         k = max(len(g.target) for g in groups)
         if k == 0:
             return [([], []) for _ in groups]
-        ids, mask, positions = left_pad([g.prompt + g.target for g in groups], self.pad_id, self.device)
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=k + 1).logits
-        logits = logits[:, :-1].float()
+        # A row's last len(target) + 1 positions predict its target, so they stay out of the shared prefix.
+        run = self.prefix.prefill([g.prompt + g.target for g in groups], k + 1, [len(g.target) + 1 for g in groups])
+        ids = run.ids
+        logits = run.logits[:, :-1].float()
         norm = logits.logsumexp(-1)
         wanted = ids[:, ids.shape[1] - k :]
         token_logprobs = logits.gather(-1, wanted[..., None]).squeeze(-1) - norm
@@ -204,8 +220,9 @@ class TransformersEngine:
     def top_logprobs(self, prompts: Sequence[Prompt], k: int) -> list[NextTokenLogprobs]:
         """The ``k`` most likely next tokens after each prompt (at most the vocabulary), most likely first.
 
-        One forward pass per batch of ``score_batch_size`` prompts; only the last position goes
-        through the LM head. Log-probs are the log-softmax of the raw logits, as in `score`.
+        One forward pass per batch of ``score_batch_size`` prompts, over what the batch's shared prefix
+        (`sao.engine.prefix_cache`) leaves; only the last position goes through the LM head. Log-probs
+        are the log-softmax of the raw logits, as in `score`.
         """
         check_top_k(k)
         check_call(self, "top_logprobs", prompts)
@@ -213,8 +230,7 @@ class TransformersEngine:
         results: list[NextTokenLogprobs] = [None] * len(encoded)  # type: ignore[list-item]
         buckets = length_buckets([len(ids) for ids in encoded], self.score_batch_size)
         for bucket in tqdm(buckets, unit="batch", desc="top_logprobs", disable=not self.progress, leave=False):
-            ids, mask, positions = left_pad([encoded[i] for i in bucket], self.pad_id, self.device)
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
+            logits = self.prefix.prefill([encoded[i] for i in bucket], 1, [1] * len(bucket)).logits
             values, tokens = logits[:, -1].float().log_softmax(-1).topk(min(k, logits.shape[-1]), dim=-1)
             for row, i in enumerate(bucket):
                 results[i] = NextTokenLogprobs(tokens[row].tolist(), values[row].tolist())

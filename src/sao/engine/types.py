@@ -88,13 +88,23 @@ LogitBias = tuple[tuple[str, float], ...]
 class SamplingParams:
     """How to sample one request. ``temperature == 0`` means greedy decoding.
 
+    Sampling fields: ``n`` samples per request; ``temperature`` (0: greedy); ``top_k``, the k most likely
+    tokens kept (0: all); ``top_p``, the nucleus kept of those; ``max_new_tokens``, the budget; ``stop``,
+    strings that end a sample (cut from its text, kept in its ``token_ids``). They apply in the order of
+    HF and vLLM: temperature, then top-k, then top-p (renormalised over the top k). Greedy rows ignore
+    ``top_k`` and ``top_p``; ``top_k=1`` samples the most likely token, as greedy decoding does.
+
+    ``logprobs``: each `Sample` carries ``logprobs``, the log-prob of each of its ``token_ids`` in the model's
+    distribution at that step: the float32 log-softmax of the logits after the logit controls below but
+    before temperature, top-k and top-p (vLLM's raw log-probs). Needs an engine that reports them.
+
     ``seed`` makes a request reproducible on its own, whatever else shares its batch; sample
     ``j`` of ``n`` uses `derive_seed(seed, j)`. With no seed, a fresh one is drawn and
     reported on each `Sample`, so any output can still be reproduced.
 
     Logit controls, as SELF-ALIGN's decoding uses them (Sun et al. 2023, Dromedary: a -100 bias on "Sorry"
     keeps the model from opening with a refusal; an n-gram frequency penalty against repeating itself).
-    They change the logits at every decoding step, greedy rows included, before temperature and top-p:
+    They change the logits at every decoding step, greedy rows included, before temperature, top-k and top-p:
 
     - ``logit_bias``: (text, bias) pairs; a dict is taken too. Each text becomes token ids with the
       engine's own tokenizer: the bias is added to the FIRST token of the text as written and of the text
@@ -120,6 +130,8 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     penalty_ngram: int = 1
+    top_k: int = 0
+    logprobs: bool = False
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -143,6 +155,12 @@ class SamplingParams:
         if isinstance(ngram, bool) or not isinstance(ngram, numbers.Integral) or ngram < 1:
             raise ConfigError(f"penalty_ngram: must be an integer >= 1, got {ngram!r}")
         object.__setattr__(self, "penalty_ngram", int(ngram))
+        top_k = self.top_k
+        if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 0:
+            raise ConfigError(f"top_k: must be an integer >= 0 (0: no limit), got {top_k!r}")
+        object.__setattr__(self, "top_k", int(top_k))
+        if not isinstance(self.logprobs, bool):
+            raise ConfigError(f"logprobs: must be true or false, got {self.logprobs!r}")
 
     @property
     def greedy(self) -> bool:
@@ -211,6 +229,9 @@ class Sample:
     # The end-of-sequence token that stopped it, not in ``token_ids`` (None: a stop string, the budget, or an
     # engine that does not report it). GRPO's rollouts train on it, as the model emitted it.
     eos_token_id: int | None = None
+    # With `SamplingParams.logprobs`: the log-prob of each of ``token_ids`` (so none for the EOS above), in the
+    # model's distribution after the logit controls, before temperature, top-k and top-p. None when not asked.
+    logprobs: list[float] | None = None
 
     @property
     def num_tokens(self) -> int:

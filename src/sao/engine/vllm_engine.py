@@ -9,7 +9,11 @@ It agrees with the in-process `TransformersEngine` wherever two backends can:
   sample can be regenerated alone. The seeds equal the in-process engine's; the tokens drawn from them do
   not, since each backend turns a seed into random numbers its own way;
 - ``token_ids`` hold no trailing EOS, stop strings are cut from the text (vLLM does that), and scores are
-  the log-softmax of the raw logits (vLLM's default ``logprobs_mode``).
+  the log-softmax of the raw logits (vLLM's default ``logprobs_mode``);
+- ``top_k`` is vLLM's own (sent only when set: 0 and -1 both mean no limit, depending on the release), and a
+  sample's log-probs (``SamplingParams.logprobs``) are vLLM's for the sampled token (``logprobs=0``): raw,
+  that is before temperature, top-k and top-p as in sao, but also before logit bias and penalties, which
+  sao's engines apply first; `check_logprobs` refuses that combination rather than report other numbers.
 
 Building requests and mapping outputs are pure functions that never import vLLM, so they are tested
 without it; only `VLLMEngine` talks to vLLM. Written against vLLM 0.27-0.32, the releases that pin
@@ -101,7 +105,8 @@ def sampling_kwargs(
     the engine's HF tokenizer, as the in-process engines resolve it); vLLM adds it at every step, as they do.
     vLLM's frequency and presence penalties count the output tokens, as sao's do for n = 1; it has no
     n-gram penalty (``penalty_ngram > 1`` is refused by `check_sampling` first). The controls are sent only
-    when set, so a plain request's keywords are what they always were.
+    when set, so a plain request's keywords are what they always were; so are ``top_k`` and ``logprobs``
+    (``logprobs=0``: the sampled token's log-prob and no others).
     """
     kwargs: dict[str, Any] = {
         "n": 1,
@@ -117,7 +122,22 @@ def sampling_kwargs(
         kwargs["presence_penalty"] = params.presence_penalty
     if logit_bias:
         kwargs["logit_bias"] = dict(logit_bias)
+    if params.top_k:
+        kwargs["top_k"] = params.top_k
+    if params.logprobs:
+        kwargs["logprobs"] = 0
     return kwargs
+
+
+def check_logprobs(params: Sequence[SamplingParams]) -> None:
+    """ConfigError for a request that asks for log-probs with a logit bias or a penalty: vLLM's raw
+    log-probs come before those, sao's after them (`sao.engine.types.SamplingParams`)."""
+    for i, p in enumerate(params):
+        if p.logprobs and (p.logit_bias or p.penalised):
+            raise ConfigError(
+                f"logprobs: backend 'vllm' reports them before logit_bias and penalties, not after as sao's "
+                f"engines do; request {i} asks for both"
+            )
 
 
 def generation_requests(
@@ -168,12 +188,23 @@ def sample_token_ids(output: Any) -> list[int]:
     return ids
 
 
+def sample_logprobs(output: Any, token_ids: Sequence[int]) -> list[float] | None:
+    """The log-prob of each of ``token_ids`` (`sample_token_ids`: a prefix of ``output.token_ids``), read from
+    ``CompletionOutput.logprobs``, one ``{token id: Logprob}`` per generated token (a dict or vLLM's flat
+    form, indexed alike); None when the request asked for none."""
+    positions = output.logprobs
+    if positions is None:
+        return None
+    return [float(positions[i][token].logprob) for i, token in enumerate(token_ids)]
+
+
 def to_sample(output: Any, seed: int | None) -> Sample:
     """A vLLM ``CompletionOutput`` as a `Sample`."""
     reason = finish_reason(output)
     if output.finish_reason not in ("stop", "length"):
         log.warning("vLLM ended a sample with finish_reason=%r; reporting it as 'length'", output.finish_reason)
-    return Sample(output.text, sample_token_ids(output), reason, seed)
+    ids = sample_token_ids(output)
+    return Sample(output.text, ids, reason, seed, logprobs=sample_logprobs(output, ids))
 
 
 def to_completions(
@@ -304,6 +335,7 @@ class VLLMEngine:
         check_call(self, "generate", prompts)
         params = per_request(sampling, len(prompts))
         check_sampling(self, params, "generate")
+        check_logprobs(params)
         requests = generation_requests(self.tokenizer, prompts, params)
         started = time.perf_counter()
         outputs = self._run([r.prompt_token_ids for r in requests], [r.sampling for r in requests])

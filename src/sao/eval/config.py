@@ -9,11 +9,14 @@ from pydantic import Field, field_validator, model_validator
 from sao.embedded_models import DEFAULT_MODEL
 from sao.engine.config import EngineSection
 from sao.judge.config import SAR, SELF, JudgeSection
+from sao.rain.config import StrategySection
 from sao.recipe import Section
 
 
-class DecodingSection(Section):
-    """How candidate and baseline models answer the instructions; recorded in each generation manifest."""
+class DecodingSection(StrategySection):
+    """How candidate and baseline models answer the instructions; recorded in each generation manifest. With
+    ``strategy: rain`` the candidates answer by RAIN and the baseline by plain sampling (RAIN against vanilla
+    when both are the same model)."""
 
     temperature: float = Field(0.7, ge=0, description="Sampling temperature; 0 is greedy.")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")

@@ -29,6 +29,7 @@ import yaml
 from sao.embedded_models import EMBEDDED_MODELS
 from sao.engine.factory import engine_model_info
 from sao.engine.lazy import LazyEngine, lazy_engine
+from sao.engine.types import Engine
 from sao.errors import ConfigError, InputError
 from sao.eval import pairwise
 from sao.eval.config import EvalConfig
@@ -46,6 +47,8 @@ from sao.eval.report import write_eval_report
 from sao.eval.summary import Comparison, summarise
 from sao.judge.build import Judge, build_judge
 from sao.judge.config import SELF
+from sao.rain.config import StrategySection, decoding_identity
+from sao.rain.engine import wrap_engine
 from sao.stages.generate import ChatPrompt, GenerateConfig, run_generate
 
 log = logging.getLogger(__name__)
@@ -134,7 +137,7 @@ def read_answers(spec: str, name: str, instructions: list[Instruction]) -> Answe
 
 
 def generate_answers(
-    engine: LazyEngine,
+    engine: Engine,
     spec: str,
     name: str,
     instructions: list[Instruction],
@@ -215,7 +218,9 @@ def run_eval(config: EvalConfig, out_dir: str | Path, *, force: bool = False, pr
     (out_dir / "eval.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
     run = {"force": force, "progress": progress}
 
-    baseline = answer_side(config.baseline, baseline_name, instructions, config, out_dir / "baseline", **run)
+    # The baseline answers by plain sampling; with decoding.strategy rain the candidates answer by RAIN.
+    baseline_dir = out_dir / "baseline"
+    baseline = answer_side(config.baseline, baseline_name, instructions, config, baseline_dir, rain=False, **run)
     baseline.release()
     _export(baseline.answers, instructions, out_dir / "baseline")
     # A named judge is built once and scores every candidate; a 'self' judge is each candidate's own engine.
@@ -223,7 +228,7 @@ def run_eval(config: EvalConfig, out_dir: str | Path, *, force: bool = False, pr
     comparisons, candidates = [], []
     for spec, name in zip(config.candidates, names):
         root = out_dir / slug(name)
-        side = answer_side(spec, name, instructions, config, root, **run)
+        side = answer_side(spec, name, instructions, config, root, rain=True, **run)
         comparisons.append(judge_candidate(side, baseline.answers, instructions, config, shared, root, **run))
         _export(side.answers, instructions, root)
         candidates.append(side.answers)
@@ -248,17 +253,29 @@ def answer_side(
     config: EvalConfig,
     root: Path,
     *,
+    rain: bool,
     force: bool,
     progress: bool,
 ) -> Side:
     """A side's answers: read from an answer file, or generated (resumably) under ``root``/answers by the model
-    ``spec``, whose engine stays loaded for a 'self' judge."""
+    ``spec``, whose engine stays loaded for a 'self' judge. With ``rain`` the answers are decoded as
+    ``decoding.strategy`` says (RAIN settings enter the answers' manifest); the judge always gets the plain
+    engine."""
     if is_answer_file(spec):
         return Side(read_answers(spec, name, instructions))
     engine = lazy_engine(spec, config.engine, trust_remote_code=config.trust_remote_code, progress=progress)
     info = engine_model_info(spec, config.engine)
+    strategy = config.decoding if rain else StrategySection()
     answers = generate_answers(
-        engine, spec, name, instructions, config, root / "answers", model_info=info, force=force, progress=progress
+        wrap_engine(engine, strategy, progress=progress),
+        spec,
+        name,
+        instructions,
+        config,
+        root / "answers",
+        model_info=info | decoding_identity(strategy),
+        force=force,
+        progress=progress,
     )
     return Side(answers, engine, info)
 

@@ -19,6 +19,7 @@ from sao.engine import Conversation, Engine, SamplingParams, derive_seed
 from sao.engine.chat_template import check_conversation
 from sao.errors import ConfigError, InputError
 from sao.jsonl import read_jsonl
+from sao.rain.config import StrategySection, decoding_identity
 from sao.recipe import validate
 from sao.stage import StageResult, run_stage
 from sao.store import RunStore
@@ -38,6 +39,8 @@ class GenerateConfig(BaseModel, extra="forbid"):
     stop: list[str] = Field(default_factory=list, description="Strings that end a sample (not kept).")
     seed: int = Field(0, description="Base seed; each row's seed derives from it and the row id.")
     system: str | None = Field(None, description="System message put before prompts that have none.")
+    # Recorded with the engine (`decoding_identity`), not in the config hash: runs from before RAIN resume.
+    decoding: StrategySection = Field(default_factory=StrategySection, description="sample, or RAIN's search.")
 
 
 class ChatPrompt(BaseModel):
@@ -155,7 +158,8 @@ def run_generate(
     """Run (or resume) the generate stage over ``prompts`` (see `load_prompts`) into ``out_dir``."""
     if chunk_size < 1:
         raise ConfigError(f"chunk_size: must be >= 1, got {chunk_size}")
-    store = RunStore.open(out_dir, config.model_dump(), model_info, force=force)
+    model_info = (model_info or {}) | decoding_identity(config.decoding) or None
+    store = RunStore.open(out_dir, config.model_dump(exclude={"decoding"}), model_info, force=force)
     result = run_stage(
         store,
         STAGE,

@@ -1,0 +1,1 @@
+"""RAIN: rewindable self-evaluating decoding (Li et al., ICLR 2024)."""
