@@ -6,18 +6,22 @@ engine answers every prompt three ways, one after the other:
 - ``vanilla``: the engine's own sampling at temperature 1, one request per prompt, all prompts in one call;
 - ``rain``: RAIN with the searches of all prompts batched into shared engine calls;
 - ``rain, one prompt at a time``: the same searches run one after another (``decoding.rain.batch_prompts``
-  off), which shows what batching across prompts buys.
+  off), which shows what batching across prompts buys;
+- ``rain, no KV reuse`` (transformers only): batched RAIN with the engine's shared-prefix KV cache off
+  (`sao.engine.prefix_cache`), so every ``score`` and ``top_logprobs`` row prefills from scratch.
 
 The table gives wall time per answer, its ratio to vanilla (the issue's target: at most 4x on the llama.cpp
 engine; the paper reports about 4x on 30B-70B models), committed answer tokens, engine calls per committed
-token and inner iterations per committed step. KV reuse of the committed prefix and of the judge prompt is not
-implemented yet, so it has no column: every engine call here prefills its prompt from scratch.
+token, inner iterations per committed step, and the share of RAIN's wall time spent in each kind of call.
+The transformers engine reuses the KV of each batch's shared prefix (the judge prompt's instructions and
+examples, a search's committed prefix) in ``score`` and ``top_logprobs``; its ``generate`` (rollouts and
+sampled sets) and every llama.cpp call still prefill from scratch.
 
 The RAIN settings are the official ones except where a flag says otherwise; the defaults of this script are
 sized for 2 CPU cores (a few prompts, a short answer budget, maxT 50), so read the ratios, not the absolute
 times, and compare runs only from the same machine line.
 
-Usage: python benchmarks/rain_decode.py [--prompts 4] [--max-new-tokens 32] [--max-iterations 50]
+Usage: python benchmarks/rain_decode.py [--prompts 4] [--max-new-tokens 24] [--max-iterations 50]
        [--engines transformers,llamacpp]
 """
 
@@ -72,6 +76,7 @@ def rain(engine, prompts, budget: int, settings: RainSection) -> dict:
         "engine_calls": stats.counts.engine_calls,
         "engine_requests": dict(stats.counts.requests),
         "calls_by_kind": dict(stats.counts.calls),
+        "seconds_by_kind": {kind: round(t, 2) for kind, t in stats.counts.seconds.items()},
         "iterations_per_step": round(sum(a.iterations for a in stats.answers) / max(steps, 1), 2),
         "evaluations": sum(a.evaluations for a in stats.answers),
         "cached_evaluations": sum(a.cached_evaluations for a in stats.answers),
@@ -82,7 +87,7 @@ def rain(engine, prompts, budget: int, settings: RainSection) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--max-iterations", type=int, default=50, help="maxT (official: 50)")
     parser.add_argument("--min-new-iterations", type=int, default=15, help="official: 15")
     parser.add_argument("--engines", default="transformers,llamacpp")
@@ -102,6 +107,12 @@ def main() -> None:
                 engine, prompts, args.max_new_tokens, settings.model_copy(update={"batch_prompts": False})
             ),
         }
+        prefix = getattr(engine, "prefix", None)  # the transformers engine's shared-prefix KV (sao.engine.prefix_cache)
+        if prefix is not None:
+            capacity, prefix.capacity = prefix.capacity, 0
+            prefix.clear()
+            arms["rain, no KV reuse"] = rain(engine, prompts, args.max_new_tokens, settings)
+            prefix.capacity = capacity
         results[backend] = arms
         print(backend, {arm: {k: v for k, v in r.items() if k != "texts"} for arm, r in arms.items()}, flush=True)
         close = getattr(engine, "close", None)
@@ -111,19 +122,28 @@ def main() -> None:
     lines = [
         "",
         f"{MODEL}, {args.prompts} HH-RLHF red-team prompts, {args.max_new_tokens}-token answers, RAIN at maxT "
-        f"{args.max_iterations} (other settings official); one run per arm. No KV reuse yet: every call "
-        "prefills from scratch.",
+        f"{args.max_iterations} (other settings official); one run per arm. KV reuse: the transformers "
+        "engine's score and top_logprobs only.",
         "",
-        "| engine | decoding | s / answer | vs vanilla | answer tokens | engine calls / token | iterations / step |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| engine | decoding | s / answer | vs vanilla | answer tokens | engine calls / token | iterations / step "
+        "| time in score / generate / top-k / embed |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for backend, arms in results.items():
         base = arms["vanilla"]["seconds"]
         for arm, r in arms.items():
             per_token = r["engine_calls"] / max(r["tokens"], 1)
+            kinds = r.get("seconds_by_kind")
+            shares = (
+                " / ".join(
+                    f"{kinds.get(k, 0) / r['seconds']:.0%}" for k in ("score", "generate", "top_logprobs", "embed")
+                )
+                if kinds
+                else ""
+            )
             lines.append(
                 f"| {backend} | {arm} | {r['seconds'] / args.prompts:.1f} | {r['seconds'] / base:.1f}x | "
-                f"{r['tokens']} | {per_token:.2f} | {r.get('iterations_per_step', '')} |"
+                f"{r['tokens']} | {per_token:.2f} | {r.get('iterations_per_step', '')} | {shares} |"
             )
     result = {
         "benchmark": "rain_decode",

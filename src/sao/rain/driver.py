@@ -8,8 +8,9 @@ makes one engine call per kind (one per ``k`` for top-k), and sends each search 
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +27,16 @@ class CallCounts:
 
     calls: Counter = field(default_factory=Counter)
     requests: Counter = field(default_factory=Counter)
+    seconds: Counter = field(default_factory=Counter)  # wall time spent in each kind's calls
 
-    def add(self, kind: str, requests: int) -> None:
+    def timed(self, kind: str, requests: int, call: Callable[[], Any]) -> Any:
+        """``call()``'s result, counted as one call of ``kind`` carrying ``requests`` requests."""
+        start = time.perf_counter()
+        result = call()
+        self.seconds[kind] += time.perf_counter() - start
         self.calls[kind] += 1
         self.requests[kind] += requests
+        return result
 
     @property
     def engine_calls(self) -> int:
@@ -45,29 +52,33 @@ def dispatch(engine: Engine, embedder: Any, requests: Sequence[Request], counts:
 
     draws = indices(Draw)
     if draws:
-        completions = engine.generate(
-            [TokenPrompt(requests[i].ids) for i in draws], [requests[i].params for i in draws]
+        completions = counts.timed(
+            "generate",
+            len(draws),
+            lambda: engine.generate([TokenPrompt(requests[i].ids) for i in draws], [requests[i].params for i in draws]),
         )
-        counts.add("generate", len(draws))
         for i, completion in zip(draws, completions):
             results[i] = completion
     tops = indices(TopTokens)
     for k in sorted({requests[i].k for i in tops}):
         same = [i for i in tops if requests[i].k == k]
-        for i, top in zip(same, engine.top_logprobs([TokenPrompt(requests[i].ids) for i in same], k)):
+        prompts = [TokenPrompt(requests[i].ids) for i in same]
+        tops_k = counts.timed("top_logprobs", len(same), lambda: engine.top_logprobs(prompts, k))  # noqa: B023
+        for i, top in zip(same, tops_k):
             results[i] = top
-        counts.add("top_logprobs", len(same))
     scores = indices(Score)
     if scores:
-        scored = engine.score([requests[i].prompt for i in scores], [requests[i].continuation for i in scores])
-        counts.add("score", len(scores))
+        scored = counts.timed(
+            "score",
+            len(scores),
+            lambda: engine.score([requests[i].prompt for i in scores], [requests[i].continuation for i in scores]),
+        )
         for i, logprobs in zip(scores, scored):
             results[i] = logprobs
     embeds = indices(Embed)
     if embeds:
         texts = [t for i in embeds for t in requests[i].texts]
-        vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
-        counts.add("embed", len(texts))
+        vectors = np.asarray(counts.timed("embed", len(texts), lambda: embedder.embed(texts)), dtype=np.float32)
         start = 0
         for i in embeds:
             results[i] = vectors[start : start + len(requests[i].texts)]
