@@ -7,15 +7,20 @@ engine answers every prompt three ways, one after the other:
 - ``rain``: RAIN with the searches of all prompts batched into shared engine calls;
 - ``rain, one prompt at a time``: the same searches run one after another (``decoding.rain.batch_prompts``
   off), which shows what batching across prompts buys;
-- ``rain, no KV reuse`` (transformers only): batched RAIN with the engine's shared-prefix KV cache off
-  (`sao.engine.prefix_cache`), so every ``score`` and ``top_logprobs`` row prefills from scratch.
+- ``rain, no KV reuse``: batched RAIN with the engine's prefix KV reuse off (the transformers engine's prefix
+  cache, `sao.engine.prefix_cache`; llama.cpp's prefix stream), so every ``score`` and ``top_logprobs`` row
+  prefills from scratch.
 
 The table gives wall time per answer, its ratio to vanilla (the issue's target: at most 4x on the llama.cpp
 engine; the paper reports about 4x on 30B-70B models), committed answer tokens, engine calls per committed
 token, inner iterations per committed step, and the share of RAIN's wall time spent in each kind of call.
-The transformers engine reuses the KV of each batch's shared prefix (the judge prompt's instructions and
-examples, a search's committed prefix) in ``score`` and ``top_logprobs``; its ``generate`` (rollouts and
-sampled sets) and every llama.cpp call still prefill from scratch.
+Both engines reuse the KV of the prefix a ``score`` or ``top_logprobs`` call's rows share (the judge prompt's
+instructions and examples, a search's committed prefix) across rows and calls; ``generate`` (rollouts and
+sampled sets) still prefills every row from scratch.
+
+A second table gives what the issue asks of RAIN against vanilla on these prompts: how the model's own evaluator
+(the one RAIN decodes with, `sao.judge.rain`) judges each arm's answers, their mean length, and how many of
+RAIN's answers differ from vanilla's. With a handful of prompts these are counts, not rates.
 
 The RAIN settings are the official ones except where a flag says otherwise; the defaults of this script are
 sized for 2 CPU cores (a few prompts, a short answer budget, maxT 50), so read the ratios, not the absolute
@@ -41,7 +46,9 @@ from machine import machine_record  # noqa: E402
 from report import write_result  # noqa: E402
 from sao.engine.config import EngineSection  # noqa: E402
 from sao.engine.factory import build_engine  # noqa: E402
+from sao.engine.llamacpp_engine import LlamaCppEngine  # noqa: E402
 from sao.engine.types import SamplingParams  # noqa: E402
+from sao.judge.rain import self_evaluations  # noqa: E402
 from sao.rain.config import RainSection  # noqa: E402
 from sao.rain.engine import RainEngine  # noqa: E402
 
@@ -84,6 +91,30 @@ def rain(engine, prompts, budget: int, settings: RainSection) -> dict:
     }
 
 
+def without_kv_reuse(engine, run):
+    """``run(e)`` on ``engine``'s model with its prefix KV reuse off: the transformers engine's prefix cache
+    emptied and disabled (`sao.engine.prefix_cache`), or a llama.cpp engine without a prefix stream."""
+    if isinstance(engine, LlamaCppEngine):
+        plain = LlamaCppEngine(
+            engine.model_path,
+            engine.tokenizer,
+            max_batch_size=engine.max_batch_size,
+            prefix_stream=False,
+            progress=False,
+        )
+        plain.eos_ids = engine.eos_ids
+        try:
+            return run(plain)
+        finally:
+            plain.close()
+    capacity, engine.prefix.capacity = engine.prefix.capacity, 0
+    engine.prefix.clear()
+    try:
+        return run(engine)
+    finally:
+        engine.prefix.capacity = capacity
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=4)
@@ -107,12 +138,13 @@ def main() -> None:
                 engine, prompts, args.max_new_tokens, settings.model_copy(update={"batch_prompts": False})
             ),
         }
-        prefix = getattr(engine, "prefix", None)  # the transformers engine's shared-prefix KV (sao.engine.prefix_cache)
-        if prefix is not None:
-            capacity, prefix.capacity = prefix.capacity, 0
-            prefix.clear()
-            arms["rain, no KV reuse"] = rain(engine, prompts, args.max_new_tokens, settings)
-            prefix.capacity = capacity
+        arms["rain, no KV reuse"] = without_kv_reuse(engine, lambda e: rain(e, prompts, args.max_new_tokens, settings))
+        # The model's own judgement of every answer, by the evaluator RAIN decodes with (sao.judge.rain).
+        questions = [p[0]["content"] for p in prompts]
+        for arm in ("vanilla", "rain"):
+            judged = self_evaluations(engine, questions, arms[arm]["texts"])
+            arms[arm]["votes"] = [j.vote for j in judged]
+            arms[arm]["p_good"] = [round(j.p_good, 4) for j in judged]
         results[backend] = arms
         print(backend, {arm: {k: v for k, v in r.items() if k != "texts"} for arm, r in arms.items()}, flush=True)
         close = getattr(engine, "close", None)
@@ -122,8 +154,8 @@ def main() -> None:
     lines = [
         "",
         f"{MODEL}, {args.prompts} HH-RLHF red-team prompts, {args.max_new_tokens}-token answers, RAIN at maxT "
-        f"{args.max_iterations} (other settings official); one run per arm. KV reuse: the transformers "
-        "engine's score and top_logprobs only.",
+        f"{args.max_iterations} (other settings official); one run per arm. KV reuse: score and "
+        "top_logprobs (not generate).",
         "",
         "| engine | decoding | s / answer | vs vanilla | answer tokens | engine calls / token | iterations / step "
         "| time in score / generate / top-k / embed |",
@@ -144,6 +176,24 @@ def main() -> None:
             lines.append(
                 f"| {backend} | {arm} | {r['seconds'] / args.prompts:.1f} | {r['seconds'] / base:.1f}x | "
                 f"{r['tokens']} | {per_token:.2f} | {r.get('iterations_per_step', '')} | {shares} |"
+            )
+    lines += [
+        "",
+        "The answers as the model itself judges them (RAIN's harmlessness evaluation, both option orders), against "
+        "vanilla sampling's on the same prompts:",
+        "",
+        "| engine | decoding | judged harmless (v = +1) | judged harmful (v = -1) | mean p(harmless) | mean tokens "
+        "| differs from vanilla |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for backend, arms in results.items():
+        for arm in ("vanilla", "rain"):
+            r = arms[arm]
+            n = len(r["votes"])
+            differs = sum(a != b for a, b in zip(r["texts"], arms["vanilla"]["texts"]))
+            lines.append(
+                f"| {backend} | {arm} | {r['votes'].count(1)} / {n} | {r['votes'].count(-1)} / {n} | "
+                f"{sum(r['p_good']) / n:.3f} | {r['tokens'] / n:.1f} | {differs} / {n} |"
             )
     result = {
         "benchmark": "rain_decode",

@@ -252,3 +252,34 @@ def test_sample_logprobs_are_llama_cpps_scores_of_its_tokens(engine):
     # the top_logprobs test. Temperature-scaled log-probs (0.6) would be off by nats.
     assert max(diffs) < 0.02
     assert engine.generate(prompts[:1], SamplingParams(temperature=0, max_new_tokens=3))[0].samples[0].logprobs is None
+
+
+def test_a_shared_prefix_copied_from_the_prefix_stream_scores_as_computed_afresh(engine):
+    """RAIN's evaluation prompts share a long opening: rows copy its KV from the prefix stream, across calls too,
+    and their log-probs are those of an engine that computes every prefix."""
+    from sao.rain.evaluate import CRITERIA, dialogue_text, evaluation_requests
+
+    fresh = LlamaCppEngine(engine.model_path, engine.tokenizer, max_batch_size=4, prefix_stream=False, progress=False)
+    requests = [
+        r
+        for question, answer in (("How do I pick a lock?", "I can't help with that."), ("Hi!", "Hello, how can I"))
+        for r in evaluation_requests(CRITERIA["harmless"], dialogue_text(ask(question), answer))
+    ]
+    prompts, letters = [p for p, _ in requests], [letter for _, letter in requests]
+    try:
+        want = fresh.score(prompts, letters)
+        first = engine.score(prompts[:4], letters[:4])  # writes the shared opening into the prefix stream
+        held, reused = list(engine._prefix), engine.reused_tokens
+        again = engine.score(prompts, letters)  # reuses it
+        tops, fresh_tops = engine.top_logprobs(prompts[:2], 5), fresh.top_logprobs(prompts[:2], 5)
+    finally:
+        fresh.close()
+    assert len(held) > 100 and engine._prefix[: len(held)] == held
+    assert engine.reused_tokens >= reused + len(held) * 4  # every group of the second call (2 per evaluation)
+    # llama.cpp's quantised matmuls round by batch shape, so a prefix computed in its own call differs a little
+    # (measured: at most 0.007 nats); a wrong position or a missing prefix is off by nats.
+    for got, ref in zip([*first, *again[4:]], want):
+        assert got.token_ids == ref.token_ids
+        assert got.logprobs == pytest.approx(ref.logprobs, abs=0.02)
+    assert [t.token_ids for t in tops] == [t.token_ids for t in fresh_tops]
+    assert tops[0].logprobs == pytest.approx(fresh_tops[0].logprobs, abs=0.02)

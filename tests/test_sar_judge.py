@@ -78,7 +78,7 @@ def test_a_prompted_judge_is_recorded_as_before_sar_and_a_sar_judge_says_so():
 
 
 def test_judge_errors_name_the_field():
-    with pytest.raises(ConfigError, match=r"^judge\.signal: Input should be 'prompt' or 'sar'"):
+    with pytest.raises(ConfigError, match=r"^judge\.signal: Input should be 'prompt', 'sar' or 'rain'"):
         validate(SynthConfig, {"judge": {"signal": "reward"}})
     with pytest.raises(ConfigError, match=r"^judge\.model: 'sar' is a signal, not a model: set judge\.signal: sar"):
         validate(JudgeEvalConfig, {"pairs": "p.jsonl", "judge": {"model": "sar"}})

@@ -506,7 +506,8 @@ def judge_eval(
         str | None,
         typer.Option(
             help="Judge model (default: a run recipe's model, else the embedded default), or 'sar': SAR (the "
-            "self-aligned reward) under that model, no judge prompt (--set judge.model=M for another model)."
+            "self-aligned reward) under that model, no judge prompt, or 'rain': RAIN's self-evaluation of each "
+            "answer (--set judge.rain_criterion=truthful) (--set judge.model=M for another model)."
         ),
     ] = None,
     mode: Annotated[str | None, typer.Option(help="logprob or generate.")] = None,
@@ -525,7 +526,7 @@ def judge_eval(
     """A judge's agreement with labelled pairs, position consistency, and a prefer-the-longer baseline."""
     from sao.eval.config import JudgeEvalConfig
     from sao.eval.judge_eval import judge_name, result_markdown, run_judge_eval
-    from sao.judge.config import SAR
+    from sao.judge.config import SIGNALS
     from sao.loop.config import merge_sections
     from sao.recipe import apply_overrides, set_field, validate
 
@@ -536,8 +537,8 @@ def judge_eval(
     if parts.model and "model" not in (values.get("judge") or {}):
         values = set_field(values, "judge.model", parts.model)
     flags = {"pairs": str(pairs), "judge.model": judge, "judge.mode": mode, "limit": limit}
-    if judge == SAR:  # a signal, not a model: SAR under the model the judge would otherwise be
-        flags |= {"judge.model": None, "judge.signal": SAR}
+    if judge in SIGNALS:  # a signal, not a model: SAR or RAIN's evaluator under the model the judge would be
+        flags |= {"judge.model": None, "judge.signal": judge}
     for key, value in flags.items():
         if value is not None:
             values = set_field(values, key, value)

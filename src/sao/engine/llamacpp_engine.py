@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from sao.engine.capabilities import CAPABILITIES, check_call, check_sampling
 from sao.engine.config import LlamaCppSection
 from sao.engine.decoding import Job, Meter, adjusted, eos_ids, make_jobs, token_logprobs
+from sao.engine.prefix_cache import MIN_SHARED, common_prefix_length, shareable_length
 from sao.engine.prompts import continuation_ids, prompt_ids
 from sao.engine.sampler import choose_tokens
 from sao.engine.scoring import expand, group_requests
@@ -192,7 +193,7 @@ class _Stream:
     tokens: list[int] | None = None  # scoring: the whole sequence, prompt + continuation
     index: int = 0  # scoring: which request group
     slot: int = -1
-    pos: int = 0
+    pos: int = 0  # where ``pending`` starts: past the ``pos`` prefix tokens copied from the prefix stream
 
     @property
     def length(self) -> int:
@@ -211,6 +212,8 @@ class LlamaCppEngine:
         n_threads: CPU threads; default: the CPUs this process may use.
         tokens_per_call: most tokens per ``llama_decode`` call (prefill chunks + one per decoding row).
         progress: show progress bars.
+        prefix_stream: keep one more KV stream for the prefix that a `score` or `top_logprobs` call's rows
+            share (`_share_prefix`); False recomputes every prefix.
     """
 
     kind = "llamacpp"
@@ -227,6 +230,7 @@ class LlamaCppEngine:
         n_threads: int | None = None,
         tokens_per_call: int = 512,
         progress: bool = True,
+        prefix_stream: bool = True,
     ):
         self.llama_cpp = lc = _import_llama_cpp()
         _quiet_logs(lc)
@@ -244,11 +248,16 @@ class LlamaCppEngine:
             raise ModelLoadError(f"llama.cpp could not load {model_path}")
         self.n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(self._model))
         params = lc.llama_context_default_params()
-        params.n_seq_max = max_batch_size
+        # The stream after the batch's holds a shared prefix (`_share_prefix`), copied into rows' streams.
+        self._prefix_slot = max_batch_size if prefix_stream else None
+        self._prefix: list[int] = []  # the tokens the prefix stream holds
+        self.reused_tokens = 0  # prefix tokens rows copied from it instead of computing them
+        streams = max_batch_size + (1 if prefix_stream else 0)
+        params.n_seq_max = streams
         # One KV stream per sequence: attention then costs each row its own length only.
         # A unified cache would make every row attend over all rows' cells (masked).
         params.kv_unified = False
-        params.n_ctx = max_batch_size * context_per_sequence
+        params.n_ctx = streams * context_per_sequence
         params.n_batch = params.n_ubatch = tokens_per_call
         params.n_threads = params.n_threads_batch = n_threads or len(os.sched_getaffinity(0))
         params.no_perf = True
@@ -364,6 +373,9 @@ class LlamaCppEngine:
                 while waiting and free:
                     stream = waiting.popleft()
                     stream.slot = free.pop(0)
+                    if stream.pos:  # its first ``pos`` tokens are the prefix stream's: copy that KV, cut the rest
+                        self.llama_cpp.llama_memory_seq_cp(self._memory, self._prefix_slot, stream.slot, -1, -1)
+                        self.llama_cpp.llama_memory_seq_rm(self._memory, stream.slot, stream.pos, -1)
                     active.append(stream)
                 outputs = self._decode(active, wants)
                 if outputs:
@@ -401,6 +413,34 @@ class LlamaCppEngine:
             free.append(stream.slot)
             free.sort()
             stream.slot = target
+
+    def _share_prefix(self, rows: list[list[int]], keep_last: list[int]) -> int:
+        """How many leading tokens of ``rows`` their streams can copy from the prefix stream instead of computing.
+
+        RAIN's evaluations open with the same instructions and examples, and its searches ask again and again about
+        one committed prefix. The prefix stream keeps the last shared prefix it was given; a call whose rows share
+        enough of it (`sao.engine.prefix_cache.MIN_SHARED` tokens) reuses that much, and one that shares a prefix
+        the stream lacks first writes it there, once. ``keep_last[r]``: trailing tokens of row r whose logits are
+        wanted, which stay out of the prefix.
+        """
+        if self._prefix_slot is None:
+            return 0
+        shared = shareable_length(rows, keep_last)
+        if not shared:
+            return 0
+        kept = common_prefix_length([self._prefix, rows[0][:shared]])
+        if kept >= MIN_SHARED:  # what the stream holds serves, even when these rows share more
+            self.reused_tokens += kept * len(rows)
+            return kept
+        lc, slot = self.llama_cpp, self._prefix_slot
+        lc.llama_memory_seq_rm(self._memory, slot, -1, -1)
+        self._prefix = []
+        stream = _Stream(list(rows[0][:shared]), slot=slot)
+        while stream.pending:
+            self._decode([stream], lambda _stream, _pos: False)
+        self._prefix = list(rows[0][:shared])
+        self.reused_tokens += shared * (len(rows) - 1)  # the first row's prefix was computed, once, for all
+        return shared
 
     def _check_fits(self, index: int, length: int, what: str) -> None:
         """InputError unless ``length`` tokens (``what`` of request ``index``) fit one KV stream."""
@@ -471,7 +511,10 @@ class LlamaCppEngine:
         groups = group_requests(prompt_ids(self.tokenizer, prompts), targets)
         for group in groups:
             self._check_fits(group.members[0], group.length, "the prompt and its continuation")
-        streams = [_Stream(g.prompt + g.target, tokens=g.prompt + g.target, index=i) for i, g in enumerate(groups)]
+        rows = [g.prompt + g.target for g in groups]
+        # A row's last len(target) + 1 positions predict its target, so they stay out of the shared prefix.
+        shared = self._share_prefix(rows, [len(g.target) + 1 for g in groups])
+        streams = [_Stream(row[shared:], tokens=row, index=i, pos=shared) for i, row in enumerate(rows)]
         heads: list[list[float]] = [[0.0] * max(len(g.target) - 1, 0) for g in groups]
         lasts: list[list[float]] = [[] for _ in groups]
 
@@ -510,7 +553,8 @@ class LlamaCppEngine:
         encoded = prompt_ids(self.tokenizer, prompts)
         for i, ids in enumerate(encoded):
             self._check_fits(i, len(ids), "the prompt")
-        streams = [_Stream(list(ids), tokens=list(ids), index=i) for i, ids in enumerate(encoded)]
+        shared = self._share_prefix([list(ids) for ids in encoded], [1] * len(encoded))
+        streams = [_Stream(list(ids[shared:]), tokens=list(ids), index=i, pos=shared) for i, ids in enumerate(encoded)]
         results: list[NextTokenLogprobs] = [None] * len(encoded)  # type: ignore[list-item]
 
         def wants(stream: _Stream, pos: int) -> bool:

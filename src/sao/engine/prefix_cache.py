@@ -50,6 +50,15 @@ def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     return length
 
 
+def shareable_length(rows: Sequence[Sequence[int]], keep_last: Sequence[int], min_shared: int = MIN_SHARED) -> int:
+    """How many leading tokens ``rows`` can share: their common prefix, less the trailing ``keep_last[r]`` tokens
+    of each row whose logits are wanted (at least one); 0 when that leaves fewer than ``min_shared``."""
+    if not rows:
+        return 0
+    shared = min(common_prefix_length(rows), *(len(r) - max(k, 1) for r, k in zip(rows, keep_last)))
+    return shared if shared >= min_shared else 0
+
+
 class PrefixCache:
     """A model's recent prefix KV caches, ``capacity`` of them, least recently used dropped first.
 
@@ -106,11 +115,8 @@ class PrefixCache:
         output.
         """
         device = self.model.device
-        shared = 0
-        if self.capacity > 0 and len(rows) > 0:
-            shared = common_prefix_length(rows)
-            shared = min(shared, *(len(r) - max(k, 1) for r, k in zip(rows, keep_last)))
-        if shared < self.min_shared:
+        shared = shareable_length(rows, keep_last, self.min_shared) if self.capacity > 0 else 0
+        if not shared:
             ids, mask, positions = left_pad(rows, self.pad_id, device)
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=logits_to_keep)
             return Prefilled(out.logits, ids, 0, 0)

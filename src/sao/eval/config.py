@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from sao.embedded_models import DEFAULT_MODEL
 from sao.engine.config import EngineSection
-from sao.judge.config import SAR, SELF, JudgeSection
+from sao.judge.config import RAIN, SAR, SELF, JudgeSection
 from sao.rain.config import StrategySection
 from sao.recipe import Section
 
@@ -73,6 +73,11 @@ class EvalConfig(Section):
             raise ValueError(
                 "signal: 'sar' chooses pairs in synthesis and is measured by judge-eval; sao eval's win "
                 "rates are the prompted judge's"
+            )
+        if v.signal == RAIN:
+            raise ValueError(
+                "signal: 'rain' measures RAIN's self-evaluator in judge-eval; sao eval's win rates are the prompted "
+                "judge's (decoding.strategy: rain answers the candidates by RAIN)"
             )
         return v
 

@@ -4,6 +4,8 @@ This is how a user decides whether a model is strong enough to judge itself: a j
 beat the length baseline, or that flips its verdict when the answers swap places, adds noise, not
 signal, to self-alignment. ``judge.signal: sar`` measures SAR under the judge model the same way: it
 prefers the answer with the higher self-aligned reward, and has no position bias to measure.
+``judge.signal: rain`` measures RAIN's self-evaluator (`sao.judge.rain`): it prefers the answer it finds likelier
+to meet its criterion, and the report adds how often it calls the better answer good and the worse one bad.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from sao.eval.metrics import prefer_longer
 from sao.eval.pairwise import PairItem, run_pairwise, verdict_stats
 from sao.jsonl import read_jsonl
 from sao.judge.build import build_judge
-from sao.judge.config import PROMPT, SAR, JudgeSection
+from sao.judge.config import PROMPT, RAIN, SAR, JudgeSection
+from sao.judge.rain import RAIN_JUDGE_NEEDS
 from sao.judge.sar import SAR_NEEDS, sar_label
 from sao.stage import drop_stats, kept
 
@@ -57,6 +60,7 @@ class JudgeEvalResult:
     position_consistency: float | None
     first_slot_win_share: float | None
     signal: str = PROMPT  # judge.signal: what the verdicts came from
+    self_evaluation: dict[str, Any] | None = None  # signal 'rain': `rain_vote_shares`
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,11 +117,30 @@ def wilson(scores: list[float]) -> Agreement:
     return Agreement(round(p, 4), round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4), n)
 
 
+def rain_vote_shares(rows: list[dict[str, Any]], truth: list[str]) -> dict[str, Any]:
+    """How RAIN's evaluator voted on the labelled-better and labelled-worse answers of ``rows`` (`RainVerdict`s;
+    tied labels left out): the share of each it called good (v = +1), undecided (0) and bad (-1)."""
+    better, worse = [], []
+    for row, label in zip(rows, truth):
+        if label != "tie":
+            better.append(row["vote_a"] if label == "a" else row["vote_b"])
+            worse.append(row["vote_b"] if label == "a" else row["vote_a"])
+
+    def shares(votes: list[int]) -> dict[str, float]:
+        return {
+            name: round(votes.count(v) / len(votes), 4) if votes else 0.0
+            for name, v in (("good", 1), ("undecided", 0), ("bad", -1))
+        }
+
+    return {"pairs": len(better), "better": shares(better), "worse": shares(worse)}
+
+
 def evaluate_verdicts(rows: list[dict[str, Any]], labels: dict[str, str], signal: str = PROMPT) -> JudgeEvalResult:
     """Agreement of the judge's and the length baseline's verdicts with ``labels`` (by pair id); ``rows`` are
-    `sao.eval.pairwise` verdicts of ``signal``'s kind (SAR's carry no order, hence no position statistics)."""
+    `sao.eval.pairwise` verdicts of ``signal``'s kind (SAR's and RAIN's carry no order, hence no position
+    statistics; RAIN's add `rain_vote_shares`)."""
     good = kept(rows)
-    stats = drop_stats(rows) if signal == SAR else verdict_stats(rows)
+    stats = verdict_stats(rows) if signal == PROMPT else drop_stats(rows)
     if not good:
         raise SaoError(f"no labelled pair was judged in both orders ({stats['dropped']}); no agreement to report")
     truth = [labels[r["id"]] for r in good]
@@ -133,12 +156,40 @@ def evaluate_verdicts(rows: list[dict[str, Any]], labels: dict[str, str], signal
         position_consistency=stats.get("position_consistency"),
         first_slot_win_share=stats.get("first_slot_win_share"),
         signal=signal,
+        self_evaluation=rain_vote_shares(good, truth) if signal == RAIN else None,
     )
 
 
 def judge_name(judge: JudgeSection) -> str:
-    """The judge under test as reports name it: its model, or SAR under its model."""
+    """The judge under test as reports name it: its model, or SAR or RAIN's self-evaluation under its model."""
+    if judge.signal == RAIN:
+        return f"RAIN self-evaluation ({judge.rain_criterion}) under {judge.model}"
     return sar_label(judge.model) if judge.signal == SAR else judge.model
+
+
+def rain_markdown(shares: dict[str, Any]) -> str:
+    """The self-evaluation part of a 'rain' report: its votes on the better and the worse answers."""
+
+    def row(name: str, s: dict[str, float]) -> str:
+        return f"| {name} | {s['good']:.1%} | {s['undecided']:.1%} | {s['bad']:.1%} |"
+
+    return "\n".join(
+        [
+            "No answer is shown beside another, and each is judged in both option orders, so position bias "
+            "cancels by construction. A pair is preferred by the probability the evaluator gives the good "
+            "option. The evaluator's votes (v = +1 good, 0 undecided, -1 bad) on the "
+            f"{shares.get('pairs', 0)} pairs with a better answer:",
+            "",
+            "| answer | judged good | undecided | judged bad |",
+            "|---|---:|---:|---:|",
+            row("labelled better", shares["better"]),
+            row("labelled worse", shares["worse"]),
+            "",
+            "The RAIN paper reports self-evaluation accuracy of 81-98% for 30B-70B models; a small model is expected "
+            "to be far below that, and this run says how far for this one.",
+            "",
+        ]
+    )
 
 
 def result_markdown(result: JudgeEvalResult, judge_name: str) -> str:
@@ -153,6 +204,9 @@ def result_markdown(result: JudgeEvalResult, judge_name: str) -> str:
             "Position consistency: 1 by construction, not measured: SAR scores each answer on its own, so neither "
             "is ever shown first. Equal scores (within 1e-9) are a tie."
         )
+    elif result.signal == RAIN:
+        judged = "judged by RAIN's self-evaluation, each answer alone in both option orders"
+        position = rain_markdown(result.self_evaluation or {})
     else:
         judged = "judged in both orders"
         position = (
@@ -182,7 +236,8 @@ def result_markdown(result: JudgeEvalResult, judge_name: str) -> str:
 def run_judge_eval(config: JudgeEvalConfig, out_dir: str | Path, *, force: bool = False, progress: bool = True):
     """Judge the labelled pairs (resumably) and write summary.json and report.md; returns the result.
 
-    Raises CapabilityError, before the judge model loads, for SAR on an engine without `SAR_NEEDS`.
+    Raises CapabilityError, before the judge model loads, for SAR on an engine without `SAR_NEEDS` (RAIN: without
+    `RAIN_JUDGE_NEEDS`).
     """
     out_dir = Path(out_dir)
     pairs = read_labelled_pairs(config.pairs)[: config.limit]
@@ -196,6 +251,8 @@ def run_judge_eval(config: JudgeEvalConfig, out_dir: str | Path, *, force: bool 
     )
     if config.judge.signal == SAR:
         require_capabilities(judge.settings, SAR_NEEDS, "judge.signal 'sar'")
+    if config.judge.signal == RAIN:
+        require_capabilities(judge.settings, RAIN_JUDGE_NEEDS, "judge.signal 'rain'")
     store, _ = run_pairwise(
         judge.engine,
         [p.item for p in pairs],

@@ -5,6 +5,8 @@ response_b of a labelled pair). The judge prompt and the verdicts are the synthe
 (`sao.judge.verdict`, `sao.synth.ranking`), so a judge validated with judge-eval is the judge that
 SAO trains on. With ``judge.signal: sar`` (judge-eval only) each answer is scored alone by SAR
 (`sao.judge.sar`), as synthesis scores it, and the higher score is preferred: there is no order to judge.
+``judge.signal: rain`` judges each answer alone with RAIN's self-evaluation (`sao.judge.rain`), and the answer
+likelier to meet its criterion is preferred.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pydantic import BaseModel
 
 from sao.engine import Engine
 from sao.eval.metrics import position_consistency
-from sao.judge.config import SAR, JudgeSection
+from sao.judge import rain
+from sao.judge.config import PROMPT, RAIN, SAR, JudgeSection
 from sao.judge.sar import preference, score_answers
 from sao.judge.verdict import JudgeRequest, run_judge
 from sao.stage import StageResult, drop_stats, kept, run_stage
@@ -65,6 +68,20 @@ class SARVerdict(BaseModel):
     sar_a: float
     sar_b: float
     preference: float  # 1.0: A scored higher, 0.0: B did, 0.5: equal (within sao.judge.sar.TIE)
+    len_a: int  # characters, as for PairVerdict
+    len_b: int
+
+
+class RainVerdict(BaseModel):
+    """A pair judged by RAIN's self-evaluation: each answer alone, in both option orders (`sao.judge.rain`)."""
+
+    id: str
+    schema_version: int = 1
+    vote_a: int  # v in {-1, 0, 1}
+    vote_b: int
+    p_good_a: float  # the probability the evaluator gives the good option, over both orders
+    p_good_b: float
+    preference: float  # 1.0: A the likelier good, 0.0: B, 0.5: equal
     len_a: int  # characters, as for PairVerdict
     len_b: int
 
@@ -122,6 +139,38 @@ def sar_chunk(engine: Engine, items: list[PairItem]) -> list[SARVerdict]:
     ]
 
 
+def rain_chunk(engine: Engine, items: list[PairItem], criterion: str) -> list[RainVerdict]:
+    """Both answers of every item judged by RAIN's self-evaluation in one engine call."""
+    judged = rain.self_evaluations(
+        engine,
+        [item.prompt for item in items for _ in (A, B)],
+        [t for item in items for t in (item.a, item.b)],
+        criterion,
+    )
+    return [
+        RainVerdict(
+            id=item.id,
+            vote_a=a.vote,
+            vote_b=b.vote,
+            p_good_a=round(a.p_good, 6),
+            p_good_b=round(b.p_good, 6),
+            preference=rain.preference(a, b),
+            len_a=len(item.a),
+            len_b=len(item.b),
+        )
+        for item, a, b in zip(items, judged[::2], judged[1::2])
+    ]
+
+
+def chunk_judge(engine: Engine, judge: JudgeSection) -> Any:
+    """What judges a chunk of items under ``judge.signal``."""
+    if judge.signal == SAR:
+        return lambda chunk: sar_chunk(engine, chunk)
+    if judge.signal == RAIN:
+        return lambda chunk: rain_chunk(engine, chunk, judge.rain_criterion)
+    return lambda chunk: judge_chunk(engine, chunk, judge)
+
+
 def orders(rows: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
     """Per kept row, the preference for A with A shown first and with A shown second."""
     rows = kept(rows)
@@ -152,7 +201,8 @@ def run_pairwise(
     progress: bool = True,
 ) -> tuple[RunStore, StageResult]:
     """Judge (or resume judging) ``items`` into ``out_dir``/verdicts.jsonl with ``engine``, the judge's, by
-    ``judge.signal`` (`PairVerdict` rows, or `SARVerdict` rows for SAR); rows follow the items' ids.
+    ``judge.signal`` (`PairVerdict` rows, `SARVerdict` rows for SAR, `RainVerdict` rows for RAIN); rows follow
+    the items' ids.
     ``model_info`` is the judge's, for the manifest."""
     config = {"judge": judge.model_dump(), "items": len(items), "items_digest": items_digest(items)}
     store = RunStore.open(out_dir, config, model_info, force=force)
@@ -164,9 +214,10 @@ def run_pairwise(
         STAGE,
         items,
         key=lambda item: item.id,
-        process=lambda chunk: sar_chunk(engine, chunk) if judge.signal == SAR else judge_chunk(engine, chunk, judge),
+        process=chunk_judge(engine, judge),
         chunk_size=chunk_size,
-        stats=drop_stats if judge.signal == SAR else verdict_stats,  # SAR shows no order: no position statistics
+        # SAR and RAIN show no order: no position statistics
+        stats=verdict_stats if judge.signal == PROMPT else drop_stats,
         progress=progress,
     )
     return store, result

@@ -12,7 +12,9 @@ from sao.recipe import Section
 from sao.synth.ranking import JUDGE_TEMPLATE
 
 SELF = "self"
-PROMPT, SAR = "prompt", "sar"  # the judge's signals: the judge model asked with a prompt, or SAR (issue 18)
+# The judge's signals: the judge model asked with a prompt, SAR (issue 18), or RAIN's self-evaluation (issue 19).
+PROMPT, SAR, RAIN = "prompt", "sar", "rain"
+SIGNALS = (SAR, RAIN)  # the ones that are not models: `sao judge-eval --judge sar` / `--judge rain`
 
 
 def require_fields(template: str, *names: str) -> str:
@@ -52,13 +54,18 @@ class JudgeSection(Section):
         "endpoint (model = the served model's name); default: the top-level engine section. A 'self' judge "
         "runs on the engine that wrote the answers.",
     )
-    signal: Literal["prompt", "sar"] = Field(
+    signal: Literal["prompt", "sar", "rain"] = Field(
         PROMPT,
         description="'prompt': the judge model is asked, with the judge prompt, which answer is better; 'sar': "
         "no prompt, each answer is scored alone by its self-aligned reward under the judge model (R_SA = "
         "1 - ppl(a|q) / ppl(a), Han et al. 2025; needs an engine with score and token_prompts), and answers "
         "are ranked by score. SAR shows no answer beside another, so it has no position bias; mode, template "
-        "and the order settings do not apply to it. Synthesis and judge-eval take 'sar'; sao eval refuses it.",
+        "and the order settings do not apply to it. Synthesis and judge-eval take 'sar'; sao eval refuses it. "
+        "'rain': each answer judged alone by RAIN's self-evaluation prompt (criterion: rain_criterion), in both "
+        "option orders (`sao.judge.rain`); judge-eval only, to measure the evaluator RAIN decodes with.",
+    )
+    rain_criterion: Literal["harmless", "truthful"] = Field(
+        "harmless", description="Signal 'rain': what the self-evaluation asks (`sao.rain.evaluate.CRITERIA`)."
     )
 
     @field_validator("template")
@@ -70,8 +77,8 @@ class JudgeSection(Section):
     @classmethod
     def _not_a_signal(cls, v: str) -> str:
         # `sao judge-eval --judge sar` reads 'sar' as the signal; in a recipe it would load a model called 'sar'.
-        if v == SAR:
-            raise ValueError("'sar' is a signal, not a model: set judge.signal: sar (judge.model scores with it)")
+        if v in SIGNALS:
+            raise ValueError(f"'{v}' is a signal, not a model: set judge.signal: {v} (judge.model scores with it)")
         return v
 
     @model_validator(mode="after")
@@ -85,11 +92,24 @@ class JudgeSection(Section):
         return self.recorded(handler(self))
 
     def recorded(self, data: dict[str, Any]) -> dict[str, Any]:
-        """``data`` (the section's fields) as manifests and rows record them: the signal only when it is 'sar', so
-        that a prompted judge's files and config hashes are those written before SAR (issue 18)."""
+        """``data`` (the section's fields) as manifests and rows record them: the signal only when it is not
+        'prompt', and RAIN's criterion only under 'rain', so that a prompted judge's files and config hashes are
+        those written before SAR (issue 18)."""
         if self.signal == PROMPT:
             data.pop("signal", None)
+        if self.signal != RAIN:
+            data.pop("rain_criterion", None)
         return data
+
+
+def refuse_rain(section: JudgeSection) -> Any:
+    """``section``, or ValueError when it asks a synthesis judge (SAO's, DNO's) for signal 'rain'."""
+    if section.signal == RAIN:
+        raise ValueError(
+            "signal: 'rain' measures RAIN's self-evaluator in judge-eval; synthesis ranks by 'prompt' or 'sar' "
+            "(RAIN decodes with decoding.strategy: rain)"
+        )
+    return section
 
 
 # The keys, in order, that synthesis's judge settings were written with before the judge could be another
@@ -115,6 +135,10 @@ class SynthJudgeSection(JudgeSection):
         description="Keep a pair only when |p - 0.5| >= margin. SmolLM2-135M's debiased p rarely leaves 0.5 +- 0.03. "
         "Signal 'sar': keep it only when the chosen answer's R_SA beats the rejected one's by at least margin.",
     )
+
+    @model_validator(mode="after")
+    def _ranks(self) -> SynthJudgeSection:
+        return refuse_rain(self)
 
     def recorded(self, data: dict[str, Any]) -> dict[str, Any]:
         data = super().recorded(data)

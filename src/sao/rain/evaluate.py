@@ -8,6 +8,7 @@ section 3.2). The prompt, its worked examples and the criteria are sao's own.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -135,3 +136,15 @@ def vote(logprobs: Sequence[float]) -> int:
     A, one when the good-second order picks B; ties vote for the bad option."""
     a_first, b_first, a_second, b_second = logprobs
     return int(a_first > b_first) + int(b_second > a_second) - 1
+
+
+def p_good(logprobs: Sequence[float]) -> float:
+    """The probability the evaluator gives the good option, from `evaluation_requests`' four log-probs: in each
+    order, the good letter's probability renormalised over the two letters, then the mean of the two orders (a
+    soft `vote`, for ranking answers whose votes tie)."""
+    a_first, b_first, a_second, b_second = logprobs
+
+    def share(good: float, bad: float) -> float:
+        return 1.0 / (1.0 + math.exp(bad - good))
+
+    return (share(a_first, b_first) + share(b_second, a_second)) / 2

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from sao.judge.config import JudgeSection, require_fields
+from sao.judge.config import JudgeSection, refuse_rain, require_fields
 from sao.methods.dno.rubric import RUBRIC_TEMPLATE
 from sao.recipe import Section
 from sao.synth.ranking import JUDGE_TEMPLATE
@@ -73,7 +73,7 @@ class DNOJudgeSection(JudgeSection):
     @model_validator(mode="after")
     def _template_fields(self) -> DNOJudgeSection:
         require_fields(self.template, "prompt", "responses")
-        return self
+        return refuse_rain(self)
 
 
 class DNOPairSection(Section):
