@@ -48,3 +48,12 @@ def test_no_two_modules_import_each_other() -> None:
         if a < b and a in graph[b] and not b.startswith(a + ".") and not a.startswith(b + ".")
     )
     assert pairs == []
+
+
+def test_the_engines_never_import_rain_which_wraps_them() -> None:
+    graph = import_graph()
+    assert "sao.rain.engine" in graph and graph["sao.rain.engine"] & {m for m in graph if m.startswith("sao.engine.")}
+    engines = {name: deps for name, deps in graph.items() if name.startswith("sao.engine")}
+    assert {name: sorted(d for d in deps if d.startswith("sao.rain")) for name, deps in engines.items()} == {
+        name: [] for name in engines
+    }

@@ -42,6 +42,33 @@ def test_seeded_sample_does_not_depend_on_its_batch(tiny_engine):
     assert other[0].samples[0].token_ids != alone.token_ids
 
 
+def test_rows_with_one_prompt_share_its_prefill_and_decode_as_they_would_alone(tiny_engine, monkeypatch):
+    forward = tiny_engine.model.forward
+    prefill_rows = []
+
+    def counting(*args, **kwargs):
+        ids = kwargs["input_ids"]
+        if ids.shape[1] > 1:  # a prefill, not a decoding step
+            prefill_rows.append(ids.shape[0])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_engine.model, "forward", counting)
+    sampled = SamplingParams(n=4, temperature=1.0, max_new_tokens=8, seed=7)
+    [together] = tiny_engine.generate([PROMPTS[1]], sampled)
+    assert prefill_rows == [1]  # four samples, one prefill
+    assert len({tuple(s.token_ids) for s in together.samples}) > 1  # each row still draws from its own generator
+    assert tiny_engine.generate([PROMPTS[1]], sampled)[0] == together
+    # Each row continues its own prompt's cache: the rows of a mixed batch sample as each request alone.
+    prompts = [PROMPTS[1], PROMPTS[2], PROMPTS[1]]
+    params = [SamplingParams(temperature=1.0, max_new_tokens=8, seed=seed) for seed in (1, 2, 3)]
+    prefill_rows.clear()
+    mixed = tiny_engine.generate(prompts, params)
+    assert prefill_rows == [2]
+    alone = [tiny_engine.generate([p], q)[0].samples[0].token_ids for p, q in zip(prompts, params)]
+    assert [c.samples[0].token_ids for c in mixed] == alone
+    assert len({tuple(a) for a in alone}) == 3
+
+
 def test_greedy_matches_model_generate(tiny_engine):
     """The engine's decode loop gives the same greedy tokens as transformers' own generate."""
     model, tok = tiny_engine.model, tiny_engine.tokenizer

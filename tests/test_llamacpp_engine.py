@@ -283,3 +283,20 @@ def test_a_shared_prefix_copied_from_the_prefix_stream_scores_as_computed_afresh
         assert got.logprobs == pytest.approx(ref.logprobs, abs=0.02)
     assert [t.token_ids for t in tops] == [t.token_ids for t in fresh_tops]
     assert tops[0].logprobs == pytest.approx(fresh_tops[0].logprobs, abs=0.02)
+
+
+def test_the_samples_of_one_prompt_copy_its_prefill_and_draw_as_computed_afresh(engine):
+    fresh = LlamaCppEngine(engine.model_path, engine.tokenizer, max_batch_size=4, prefix_stream=False, progress=False)
+    fresh.eos_ids = engine.eos_ids
+    prompt = [ask("Write one sentence about the sea, and then one about the mountains, please.")]
+    params = SamplingParams(n=3, temperature=0.8, max_new_tokens=12, seed=5)
+    try:
+        before = engine.reused_tokens
+        [shared] = engine.generate(prompt, params)
+        [alone] = fresh.generate(prompt, params)
+    finally:
+        fresh.close()
+    assert engine.reused_tokens > before
+    # The same draws; the text may part where two candidates fall within the quantised matmuls' rounding.
+    agree = [common_prefix(a.token_ids, b.token_ids) for a, b in zip(shared.samples, alone.samples)]
+    assert min(agree) >= 4 and len({tuple(s.token_ids) for s in shared.samples}) == 3

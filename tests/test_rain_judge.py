@@ -7,8 +7,6 @@ import json
 import math
 
 import pytest
-from test_engine import forward_logprobs
-from test_sar_judge import LABELLED
 from typer.testing import CliRunner
 
 from sao.cli import app
@@ -21,6 +19,8 @@ from sao.methods.dno.config import DNOJudgeSection
 from sao.rain.evaluate import CRITERIA, dialogue_text, evaluation_requests, p_good
 from sao.recipe import validate
 from sao.synth.config import SynthConfig
+from test_engine import forward_logprobs
+from test_sar_judge import LABELLED
 
 
 def test_p_good_averages_the_good_letter_s_share_over_both_orders() -> None:
@@ -90,5 +90,5 @@ def test_judge_eval_measures_rain_s_evaluator_on_labelled_pairs(tmp_path, smol_e
     assert summary["self_evaluation"]["pairs"] == 2
     assert summary["self_evaluation"]["better"]["good"] == pytest.approx(better_good / 2)
     report = (tmp_path / "out" / "report.md").read_text()
-    assert report.startswith(f"# sao judge-eval: RAIN self-evaluation (harmless) under smollm2-135m")
+    assert report.startswith("# sao judge-eval: RAIN self-evaluation (harmless) under smollm2-135m")
     assert "81-98%" in report and "| labelled better |" in report

@@ -463,7 +463,9 @@ class LlamaCppEngine:
             self._check_fits(job.conv, len(job.prompt) + 1, "the prompt and one new token")
         stops = {p.stop: StopStrings(self.tokenizer, p.stop) for p in params}
         generators = [None if job.seed is None else torch.Generator().manual_seed(job.seed) for job in jobs]
-        streams = [_Stream(list(job.prompt), job=job, index=i) for i, job in enumerate(jobs)]
+        # The n samples of one prompt (or a RAIN search's draws from one leaf) copy its KV from the prefix stream.
+        shared = self._share_prefix([list(job.prompt) for job in jobs], [1] * len(jobs))
+        streams = [_Stream(list(job.prompt[shared:]), job=job, index=i, pos=shared) for i, job in enumerate(jobs)]
         meter = Meter(len(jobs), self.progress)
 
         def step(outputs: list[tuple[_Stream, int]], logits: torch.Tensor) -> None:

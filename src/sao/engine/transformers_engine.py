@@ -133,11 +133,14 @@ class TransformersEngine:
         return out.logits[:, -1, :]
 
     def _decode(self, batch: list[Job], meter: Meter) -> list[Sample]:
-        """Decode one bucket; rows leave the batch as soon as they finish. Each row's logit controls
-        (`Job.controls`) apply before every token is chosen, and its log-probs (when asked) are read from
-        the logits they leave."""
+        """Decode one bucket; rows leave the batch as soon as they finish, and rows with the same prompt are
+        prefilled once. Each row's logit controls (`Job.controls`) apply before every token is chosen, and its
+        log-probs (when asked) are read from the logits they leave."""
         device = self.device
-        ids, mask, positions = left_pad([job.prompt for job in batch], self.pad_id, device)
+        # Rows with the same prompt (a request's n samples; RAIN's draws from one leaf) share one prefill.
+        unique: dict[tuple[int, ...], int] = {}
+        owner = [unique.setdefault(tuple(job.prompt), len(unique)) for job in batch]
+        ids, mask, positions = left_pad([list(p) for p in unique], self.pad_id, device)
         temperature = torch.tensor([[job.params.temperature or 1.0] for job in batch], device=device)
         top_p = torch.tensor([[job.params.top_p] for job in batch], device=device)
         generators = [None if job.seed is None else torch.Generator().manual_seed(job.seed) for job in batch]
@@ -146,6 +149,10 @@ class TransformersEngine:
 
         cache = DynamicCache(config=self.model.config)
         logits = self._forward(ids, mask, positions, cache)
+        if len(unique) < len(batch):
+            rows = torch.as_tensor(owner, device=device)
+            cache.batch_select_indices(rows)
+            logits, mask, positions = logits[rows], mask[rows], positions[rows]
         positions = positions[:, -1:]
         for _ in range(max(job.params.max_new_tokens for job in batch)):
             rows_jobs = [batch[i] for i in alive]
