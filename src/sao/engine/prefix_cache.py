@@ -39,6 +39,20 @@ class Prefilled:
     reused: int  # of those, tokens whose KV came from an earlier call
 
 
+def cached_forward(
+    model: Any, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache, keep: int
+) -> torch.Tensor:
+    """Logits [B, keep, V] of the last ``keep`` positions of ``ids`` run on top of ``cache``, which grows."""
+    return model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=keep,
+    ).logits
+
+
 def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     first = rows[0]
     length = min(len(r) for r in rows)
@@ -93,14 +107,7 @@ class PrefixCache:
             rest = torch.as_tensor([prefix[best_len:]], device=self.model.device)
             positions = torch.arange(best_len, len(prefix), device=self.model.device)[None]
             mask = torch.ones((1, len(prefix)), dtype=torch.long, device=self.model.device)
-            self.model(
-                input_ids=rest,
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
+            cached_forward(self.model, rest, mask, positions, cache, 1)
         if prefix not in self._kept:
             self._kept[prefix] = copy.deepcopy(cache)
             while len(self._kept) > self.capacity:
@@ -125,12 +132,5 @@ class PrefixCache:
             cache.batch_repeat_interleave(len(rows))
         ids, suffix_mask, positions = left_pad([r[shared:] for r in rows], self.pad_id, device)
         mask = torch.cat([suffix_mask.new_ones((len(rows), shared)), suffix_mask], dim=1)
-        out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions + shared,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=logits_to_keep,
-        )
-        return Prefilled(out.logits, ids, shared, reused)
+        logits = cached_forward(self.model, ids, mask, positions + shared, cache, logits_to_keep)
+        return Prefilled(logits, ids, shared, reused)

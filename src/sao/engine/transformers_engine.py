@@ -19,7 +19,7 @@ from transformers import DynamicCache
 from sao.engine.batching import left_pad, length_buckets
 from sao.engine.capabilities import CAPABILITIES, check_call, check_sampling
 from sao.engine.decoding import Job, Meter, adjusted, eos_ids, make_jobs, token_logprobs
-from sao.engine.prefix_cache import PrefixCache
+from sao.engine.prefix_cache import PrefixCache, cached_forward
 from sao.engine.prompts import continuation_ids, prompt_ids
 from sao.engine.sampler import choose_tokens
 from sao.engine.scoring import ScoreGroup, expand, group_requests
@@ -122,15 +122,7 @@ class TransformersEngine:
     def _forward(
         self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache
     ) -> torch.Tensor:
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        return out.logits[:, -1, :]
+        return cached_forward(self.model, input_ids, mask, positions, cache, 1)[:, -1, :]
 
     def _decode(self, batch: list[Job], meter: Meter) -> list[Sample]:
         """Decode one bucket; rows leave the batch as soon as they finish, and rows with the same prompt are

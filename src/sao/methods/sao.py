@@ -9,6 +9,7 @@ from __future__ import annotations
 from sao.judge.config import SAR
 from sao.judge.sar import sar_needs
 from sao.methods.method import Method, Stage, StageContext
+from sao.rain.config import rain_needs
 from sao.stage import StageResult
 from sao.stages import judge, pairs, personas, prompts, responses, sar_judge
 from sao.synth.config import SynthConfig
@@ -53,7 +54,7 @@ METHOD = Method(
     stages=(
         Stage(personas.STAGE, _personas, skipped=_personas_skipped),
         Stage(prompts.STAGE, _prompts),
-        Stage(responses.STAGE, _responses),
+        Stage(responses.STAGE, _responses, needs=lambda section: rain_needs(section.responses.rain)),
         # The prompted judge reads log-probs where the engine gives them, else generated rankings (counted), so
         # it needs no capability; SAR needs scores of token ids.
         Stage(judge.STAGE, _judgements, role="judge", needs=sar_needs),

@@ -12,10 +12,15 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from sao.engine.capabilities import Capability
+from sao.omit import OmitWhenNone
 from sao.rain.evaluate import CRITERIA, Criterion
 from sao.rain.search import SearchSettings
 from sao.rain.tree import TreeSettings
 from sao.recipe import Section
+
+# What RAIN's search asks of the engine it wraps: next-token top-k, token-id prompts, the evaluation's log-probs.
+RAIN_NEEDS = frozenset({Capability.TOP_LOGPROBS, Capability.TOKEN_PROMPTS, Capability.SCORE})
 
 # The RAIN settings that change what it writes, and so enter an engine's identity (`decoding_identity`).
 _SEARCH_FIELDS = (
@@ -148,3 +153,26 @@ class DecodingOverrides(Section):
     """The ``--set decoding.*`` overrides of a command that has no recipe section of its own (``sao chat``)."""
 
     decoding: StrategySection = Field(default_factory=StrategySection)
+
+
+class RainResponses(OmitWhenNone, Section):
+    """A response stage's sampling section, with RAIN as an option for one of each prompt's answers: subclasses
+    declare ``rain: RainSection | None = rain_field()`` after their own fields. It is written only when set, so a
+    section without it hashes as it did before RAIN."""
+
+    omit_when_none = ("rain",)
+
+
+def rain_field() -> Any:
+    return Field(
+        None,
+        description="When set, the last of each prompt's k answers is decoded by RAIN with these settings "
+        "(`sao.rain`; the other k - 1 are sampled as above), so that the judge can pick RAIN's answer as the "
+        "chosen side. Needs an engine with top_logprobs, token_prompts and score. Pair stats count the pairs "
+        "whose chosen or rejected side RAIN wrote.",
+    )
+
+
+def rain_needs(rain: RainSection | None) -> frozenset[Capability]:
+    """What a stage that decodes some answers with ``rain`` needs of its engine (nothing without it)."""
+    return RAIN_NEEDS if rain is not None else frozenset()

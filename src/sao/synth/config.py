@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from sao.judge.config import SynthJudgeSection, require_fields
+from sao.rain.config import RainResponses, RainSection, rain_field
 from sao.recipe import Section
 from sao.synth.personas import PERSONA_TEMPLATE
 from sao.synth.prompts import NO_PERSONA_TEMPLATE, PROMPT_TEMPLATE
@@ -59,11 +60,12 @@ class PromptConfig(Section):
         return require_fields(v, "persona")
 
 
-class ResponseConfig(Section):
+class ResponseConfig(RainResponses):
     k: int = Field(2, ge=2, description="Responses sampled per prompt.")
     temperature: float = Field(0.6, ge=0, description="Sampling temperature (the paper's 0.6).")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus mass (the paper's 0.95).")
     max_new_tokens: int = Field(256, ge=8, description="Token budget; responses cut off by it are not used.")
+    rain: RainSection | None = rain_field()
 
 
 class SynthConfig(Section):

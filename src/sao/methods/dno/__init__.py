@@ -14,6 +14,7 @@ from sao.methods.dno.config import DNOConfig
 from sao.methods.dno.report import write_report
 from sao.methods.dno.selection import select_iterate
 from sao.methods.method import Method, Stage
+from sao.rain.config import rain_needs
 
 METHOD = Method(
     name="dno",
@@ -22,7 +23,7 @@ METHOD = Method(
     section=DNOConfig,
     stages=(
         Stage(stages.PROMPTS, stages.run_prompts, role="none"),
-        Stage(stages.SAMPLES, stages.run_samples),
+        Stage(stages.SAMPLES, stages.run_samples, needs=lambda section: rain_needs(section.samples.rain)),
         Stage(stages.SCORES, stages.run_scores, role="judge", needs=sar_needs),
         Stage(stages.PAIRS, stages.run_pairs, role="none"),
         Stage(stages.TRAINING, stages.run_training, role="none"),

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from sao.judge.config import JudgeSection, refuse_rain, require_fields
 from sao.methods.dno.rubric import RUBRIC_TEMPLATE
+from sao.rain.config import RainResponses, RainSection, rain_field
 from sao.recipe import Section
 from sao.synth.ranking import JUDGE_TEMPLATE
 
@@ -32,12 +33,13 @@ class DNOPromptSection(Section):
     seed: int = Field(0, description="Seed of the shuffle that deals the prompt set into splits.")
 
 
-class DNOSampleSection(Section):
+class DNOSampleSection(RainResponses):
     k: int = Field(5, ge=2, description="Samples from the current policy per prompt (paper: 5).")
     temperature: float = Field(0.7, ge=0, description="Sampling temperature (paper: 0.7).")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus mass (paper: 0.95).")
     max_new_tokens: int = Field(512, ge=8, description="Token budget; samples cut off by it are not scored.")
     seed: int = Field(0, description="Base seed; each prompt's seed derives from it, the iteration and its id.")
+    rain: RainSection | None = rain_field()
 
 
 class DNOJudgeSection(JudgeSection):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -22,8 +22,10 @@ from sao.methods.dno.rules import GOLD, POLICY, Candidate, choose_pair, repeated
 from sao.methods.dno.sar import line_up_sar, on_rubric_scale
 from sao.methods.dno.splits import deal
 from sao.methods.method import StageContext
+from sao.omit import OmitWhenNone
 from sao.stage import StageResult, drop_stats, kept, run_stage
-from sao.stages.responses import ResponseSample, distinct_finished
+from sao.stages.pairs import rain_counts, rain_side
+from sao.stages.responses import ResponseSample, distinct_finished, draw_responses, rain_engine
 from sao.store import read_rows
 from sao.synth.extract import answer_text, request
 
@@ -72,7 +74,9 @@ class DNOSARScores(DNOScores):
     candidates: list[SARScoredCandidate]
 
 
-class DNOPair(BaseModel):
+class DNOPair(OmitWhenNone):
+    omit_when_none = ("rain_side",)
+
     id: str
     schema_version: int = 1
     prompt: list[dict[str, str]]
@@ -83,6 +87,7 @@ class DNOPair(BaseModel):
     rejected_score: float | None
     iteration: int  # the iteration that made the pair (training rows may come from earlier ones)
     drop_reason: str | None = None
+    rain_side: Literal["chosen", "rejected"] | None = None  # which side RAIN decoded (samples.rain), if either
 
 
 def prompt_set(source: str, column: str) -> list[Instruction]:
@@ -132,6 +137,7 @@ def run_prompts(ctx: StageContext) -> StageResult:
 
 def run_samples(ctx: StageContext) -> StageResult:
     s = ctx.section.samples
+    rain = rain_engine(ctx.engine, s.rain)
 
     def process(chunk: list[dict[str, Any]]) -> list[DNOSamples]:
         params = [
@@ -145,11 +151,7 @@ def run_samples(ctx: StageContext) -> StageResult:
             for row in chunk
         ]
         rows = []
-        for row, completion in zip(chunk, ctx.engine.generate([r["messages"] for r in chunk], params)):
-            samples = [
-                ResponseSample(text=x.text, finish_reason=x.finish_reason, num_tokens=x.num_tokens, seed=x.seed)
-                for x in completion.samples
-            ]
+        for row, samples in zip(chunk, draw_responses(ctx.engine, rain, [r["messages"] for r in chunk], params)):
             usable = distinct_finished(samples)  # one is enough: the gold, or another sample, may be its rival
             reason = None if usable else "no_usable_sample"
             rows.append(DNOSamples(id=row["id"], samples=samples, usable=usable, drop_reason=reason))
@@ -260,13 +262,23 @@ def run_scores(ctx: StageContext) -> StageResult:
     )
 
 
-def pair_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pairs kept and dropped per rule, and the share whose positive is a policy sample (DNO's Table 2)."""
+def sample_of(lineup: list[tuple[str, int | None, str]], sampled: dict[str, Any], candidate: Any) -> dict[str, Any]:
+    """The response sample behind a chosen or rejected candidate ({} for the gold answer or no candidate)."""
+    if candidate is None or lineup[candidate.index][1] is None:
+        return {}
+    return sampled["samples"][lineup[candidate.index][1]]
+
+
+def pair_stats(rows: list[dict[str, Any]], rain: bool = False) -> dict[str, Any]:
+    """Pairs kept and dropped per rule, the share whose positive is a policy sample (DNO's Table 2), and with
+    ``rain`` (samples.rain set) how many kept pairs RAIN's answer is the positive or the negative of."""
     stats = drop_stats(rows)
     pairs = kept(rows)
     stats["policy_positive_share"] = (
         round(sum(r["chosen_origin"] == POLICY for r in pairs) / len(pairs), 4) if pairs else None
     )
+    if rain:
+        stats |= rain_counts(pairs)
     return stats
 
 
@@ -274,11 +286,13 @@ def run_pairs(ctx: StageContext) -> StageResult:
     prompts = {r["id"]: r for r in ctx.store.rows(PROMPTS)}
     samples = {r["id"]: r for r in ctx.store.rows(SAMPLES)}
     rules = ctx.section.pairs
+    rules_rain = ctx.section.samples.rain is not None
 
     def process(chunk: list[dict[str, Any]]) -> list[DNOPair]:
         rows = []
         for scored in chunk:
-            texts = [text for _, _, text in line_up(prompts[scored["id"]], samples[scored["id"]])]
+            lineup = line_up(prompts[scored["id"]], samples[scored["id"]])
+            texts = [text for _, _, text in lineup]
             candidates = [
                 Candidate(index=i, origin=c["origin"], text=texts[i], score=c["score"], repetitive=c["repetitive"])
                 for i, c in enumerate(scored["candidates"])
@@ -298,6 +312,7 @@ def run_pairs(ctx: StageContext) -> StageResult:
                     rejected_score=rejected.score if rejected else None,
                     iteration=ctx.iteration,
                     drop_reason=None if choice.rule == "kept" else choice.rule,
+                    rain_side=rain_side(*(sample_of(lineup, samples[scored["id"]], c) for c in (chosen, rejected))),
                 )
             )
         return rows
@@ -309,7 +324,7 @@ def run_pairs(ctx: StageContext) -> StageResult:
         key=lambda r: r["id"],
         process=process,
         chunk_size=ctx.chunk_size,
-        stats=pair_stats,
+        stats=lambda rows: pair_stats(rows, rain=rules_rain),
         progress=ctx.progress,
     )
 
