@@ -52,7 +52,7 @@ def nothing_loads(monkeypatch):
 # Each capability against a backend that lacks it.
 LACKING = [
     (Capability.SCORE, section("openai", openai=OPENAI | {"api": "chat"}), "openai (api: chat)"),
-    (Capability.TOP_LOGPROBS, section("vllm"), "vllm"),
+    (Capability.TOP_LOGPROBS, section("openai", openai=OPENAI), "openai (api: completions)"),
     (Capability.TOKEN_PROMPTS, section("openai", openai=OPENAI), "openai (api: completions)"),
     (Capability.RAW_PROMPTS, section("openai", openai=OPENAI | {"api": "chat"}), "openai (api: chat)"),
     (Capability.MULTIMODAL, section("transformers"), "transformers"),
@@ -76,8 +76,8 @@ def test_a_missing_capability_is_refused_in_one_line_before_any_model_loads(noth
 def test_ray_engines_have_their_backends_capabilities(nothing_loads):
     on_ray = section("vllm", ray={"enabled": True, "num_actors": 2})
     assert backend_capabilities(on_ray) == backend_capabilities(section("vllm"))
-    with pytest.raises(CapabilityError, match=r"^engine backend 'vllm' lacks top_logprobs"):
-        require_capabilities(on_ray, ["top_logprobs"], WHO)
+    with pytest.raises(CapabilityError, match=r"^engine backend 'vllm' lacks ngram_penalty"):
+        require_capabilities(on_ray, ["ngram_penalty"], WHO)
 
 
 def test_what_each_backend_declares(nothing_loads):
@@ -85,7 +85,7 @@ def test_what_each_backend_declares(nothing_loads):
     for backend in ("transformers", "llamacpp"):
         require_capabilities(section(backend), everything_but_parts, WHO)  # names as strings work too
         require_capabilities(section(backend), [c.value for c in everything_but_parts], WHO)
-    require_capabilities(section("vllm"), ["score", "token_prompts", "raw_prompts"], WHO)
+    require_capabilities(section("vllm"), ["score", "top_logprobs", "token_prompts", "raw_prompts"], WHO)
     require_capabilities(section("openai", openai=OPENAI), ["score"], WHO)
     require_capabilities(section("openai", openai=OPENAI | {"api": "chat"}), [], WHO)
     # No engine takes message parts yet, and every capability is described.
@@ -100,7 +100,7 @@ def test_what_each_backend_declares(nothing_loads):
 
 def test_the_first_missing_capability_in_declared_order_is_named():
     with pytest.raises(CapabilityError, match="lacks top_logprobs"):
-        require_capabilities(section("vllm"), ["multimodal", "top_logprobs", "score"], WHO)
+        require_capabilities(section("openai", openai=OPENAI), ["multimodal", "top_logprobs", "score"], WHO)
 
 
 def test_prompt_kinds_and_what_they_need():

@@ -35,7 +35,9 @@ from sao.engine.vllm_engine import (
     sampling_kwargs,
     score_requests,
     to_completions,
+    to_next_token_logprobs,
     to_token_logprobs,
+    top_k_sampling,
 )
 from sao.errors import ConfigError
 from sao.models import load_model
@@ -175,6 +177,40 @@ def test_score_reads_the_actual_token_at_each_continuation_position():
     assert scored.logprobs == [-3.0, -4.0]
     empty = to_token_logprobs(ScoreRequest([10, 11], start=2), request_output(prompt_logprobs=positions[:2]))
     assert (empty.token_ids, empty.logprobs) == ([], [])
+
+
+def test_top_logprobs_ask_one_greedy_token_and_rank_its_position():
+    # vLLM's position holds the top k and, when it is not among them, the sampled token: here 7 is the extra.
+    position = {3: logprob(-2.0), 5: logprob(-0.5), 9: logprob(-1.0), 7: logprob(-6.0)}
+    output = request_output(completion_output([5], "length", logprobs=[position]))
+    top = to_next_token_logprobs(output, 3)
+    assert (top.token_ids, top.logprobs) == ([5, 9, 3], [-0.5, -1.0, -2.0])
+    assert top_k_sampling(10) == {"n": 1, "max_tokens": 1, "temperature": 0.0, "logprobs": 10, "detokenize": False}
+
+
+def test_engine_top_logprobs_feed_token_ids_and_map_back(tokenizer, fake_vllm):
+    class TopK(FakeLLM):
+        def generate(self, prompts, sampling_params, use_tqdm):
+            self.calls.append((prompts, sampling_params))
+            return [
+                request_output(
+                    completion_output(
+                        [0], "length", logprobs=[{p["prompt_token_ids"][-1]: logprob(-0.1), 0: logprob(-3.0)}]
+                    )
+                )
+                for p in prompts
+            ]
+
+    llm = TopK()
+    engine = VLLMEngine(llm, tokenizer, progress=False)
+    tops = engine.top_logprobs([TokenPrompt([1, 2, 3]), CONVERSATIONS[0]], 2)
+    prompts, params = llm.calls[0]
+    assert prompts == [
+        {"prompt_token_ids": [1, 2, 3]},
+        {"prompt_token_ids": encode_prompts(tokenizer, CONVERSATIONS[:1])[0]},
+    ]
+    assert params == [top_k_sampling(2)] * 2
+    assert tops[0].token_ids == [3, 0] and tops[0].logprobs == [-0.1, -3.0]
 
 
 def test_top_k_and_logprobs_are_sent_only_when_set():
@@ -336,8 +372,8 @@ def test_engine_refuses_what_it_lacks_before_vllm_sees_it(tokenizer, fake_vllm):
     image = [{"role": "user", "content": [{"type": "image", "image": "cat.png"}, {"type": "text", "text": "Who?"}]}]
     with pytest.raises(CapabilityError, match=r"^engine backend 'vllm' lacks multimodal .* prompt 1 of a generate"):
         engine.generate([CONVERSATIONS[0], image], SamplingParams())
-    with pytest.raises(CapabilityError, match=r"^engine backend 'vllm' lacks top_logprobs \(the k most likely"):
-        engine.top_logprobs([TokenPrompt([1, 2])], 5)
+    with pytest.raises(ConfigError, match=r"^top_logprobs: vLLM returns at most 20 log-probs a position; asked for 21"):
+        engine.top_logprobs([TokenPrompt([1, 2])], 21)
     assert llm.calls == []
     engine.generate([RawPrompt("Once upon a time")], SamplingParams(max_new_tokens=2))
     assert llm.calls[0][0] == [{"prompt_token_ids": tokenizer("Once upon a time")["input_ids"]}]

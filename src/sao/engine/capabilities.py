@@ -73,10 +73,19 @@ _IN_PROCESS = frozenset(
 CAPABILITIES: dict[str, frozenset[Capability]] = {
     "transformers": _IN_PROCESS,
     "llamacpp": _IN_PROCESS,
-    # vLLM is fed token ids (``prompt_token_ids``) whatever the prompt kind. Its top-k log-probs
-    # (``SamplingParams.logprobs``) are not wired up: no test with a GPU has checked them yet. Its logit_bias
-    # takes token ids, resolved with the engine's HF tokenizer; its penalties count single tokens only.
-    "vllm": frozenset({Capability.SCORE, Capability.TOKEN_PROMPTS, Capability.RAW_PROMPTS, Capability.LOGIT_BIAS}),
+    # vLLM is fed token ids (``prompt_token_ids``) whatever the prompt kind. Its top-k next tokens are one
+    # greedy token's ``logprobs=k`` (checked against stand-ins of its outputs; no GPU test has run them yet).
+    # Its logit_bias takes token ids, resolved with the engine's HF tokenizer; its penalties count single
+    # tokens only.
+    "vllm": frozenset(
+        {
+            Capability.SCORE,
+            Capability.TOP_LOGPROBS,
+            Capability.TOKEN_PROMPTS,
+            Capability.RAW_PROMPTS,
+            Capability.LOGIT_BIAS,
+        }
+    ),
     # The prompt is rendered here and scored from echoed prompt log-probs (a server that echoes none makes
     # `score` raise LogprobsUnavailable when called). A server that refuses token ids gets their text, so
     # token ids are not promised to arrive as they are; nor is a raw text's BOS. The local tokenizer is the

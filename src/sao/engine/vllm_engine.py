@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sao.engine.capabilities import CAPABILITIES, Capability, check_call, check_sampling, missing
+from sao.engine.capabilities import CAPABILITIES, check_call, check_sampling
 from sao.engine.logit_controls import bias_ids
 from sao.engine.prompts import continuation_ids, prompt_ids
 from sao.engine.types import (
@@ -41,6 +41,7 @@ from sao.engine.types import (
     Sample,
     SamplingParams,
     TokenLogprobs,
+    check_top_k,
     per_request,
     sample_seed,
 )
@@ -67,6 +68,8 @@ SCORE_SAMPLING: dict[str, Any] = {
     "flat_logprobs": True,
     "detokenize": False,
 }
+# vLLM's default cap on the log-probs one position returns (``LLM(max_logprobs=...)``).
+MAX_LOGPROBS = 20
 
 
 # ---------------------------------------------------------------------------------------------- requests
@@ -219,6 +222,20 @@ def to_completions(
     return completions
 
 
+def top_k_sampling(k: int) -> dict[str, Any]:
+    """One greedy token whose position reports its ``k`` most likely tokens: vLLM's raw log-probs (the
+    log-softmax of the logits, before temperature and any processing), as the in-process engines report them."""
+    return {"n": 1, "max_tokens": 1, "temperature": 0.0, "logprobs": k, "detokenize": False}
+
+
+def to_next_token_logprobs(output: Any, k: int) -> NextTokenLogprobs:
+    """The ``k`` most likely next tokens, most likely first, from the first ``CompletionOutput.logprobs`` position
+    (vLLM adds the sampled token there when it is not among the top k; greedy, it always is)."""
+    position = output.outputs[0].logprobs[0]
+    ranked = sorted(position.items(), key=lambda item: -float(item[1].logprob))[:k]
+    return NextTokenLogprobs([int(token) for token, _ in ranked], [float(lp.logprob) for _, lp in ranked])
+
+
 def to_token_logprobs(request: ScoreRequest, output: Any) -> TokenLogprobs:
     """The log-prob of each continuation token, read from ``RequestOutput.prompt_logprobs``.
 
@@ -359,8 +376,15 @@ class VLLMEngine:
         return [to_token_logprobs(r, o) for r, o in zip(requests, outputs)]
 
     def top_logprobs(self, prompts: Sequence[Prompt], k: int) -> list[NextTokenLogprobs]:
-        """Not wired up for vLLM yet (see `sao.engine.capabilities.CAPABILITIES`): raises CapabilityError."""
-        raise missing(self.kind, Capability.TOP_LOGPROBS, "a top_logprobs call")
+        """The ``k`` most likely next tokens after each prompt, most likely first (one greedy token per prompt,
+        `top_k_sampling`). vLLM returns at most ``MAX_LOGPROBS`` per position: a larger ``k`` is a ConfigError."""
+        check_top_k(k)
+        if k > MAX_LOGPROBS:
+            raise ConfigError(f"top_logprobs: vLLM returns at most {MAX_LOGPROBS} log-probs a position; asked for {k}")
+        check_call(self, "top_logprobs", prompts)
+        encoded = prompt_ids(self.tokenizer, prompts)
+        outputs = self._run(encoded, [top_k_sampling(k)] * len(encoded))
+        return [to_next_token_logprobs(output, k) for output in outputs]
 
     def _run(self, prompts: list[list[int]], sampling: list[dict[str, Any]]) -> list[Any]:
         if self.llm is None:
