@@ -26,7 +26,7 @@ The RAIN settings are the official ones except where a flag says otherwise; the 
 sized for 2 CPU cores (a few prompts, a short answer budget, maxT 50), so read the ratios, not the absolute
 times, and compare runs only from the same machine line.
 
-Usage: python benchmarks/rain_decode.py [--prompts 4] [--max-new-tokens 24] [--max-iterations 50]
+Usage: python benchmarks/rain_decode.py [--prompts 2] [--max-new-tokens 16] [--max-iterations 50]
        [--engines transformers,llamacpp]
 """
 
@@ -117,8 +117,8 @@ def without_kv_reuse(engine, run):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prompts", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--prompts", type=int, default=2)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--max-iterations", type=int, default=50, help="maxT (official: 50)")
     parser.add_argument("--min-new-iterations", type=int, default=15, help="official: 15")
     parser.add_argument("--engines", default="transformers,llamacpp")

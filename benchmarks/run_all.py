@@ -18,6 +18,7 @@ SCRIPTS = [
     "e2e_iteration.py",
     "grpo_rollouts.py",
     "sar_grpo.py",  # about an hour on 2 cores
+    "rain_decode.py",  # about 12 minutes on 2 cores
 ]
 
 
