@@ -31,6 +31,14 @@ def test_judge_benchmark_data_is_in_the_repository_with_its_licence(relative):
     assert "Apache" in readme and "FastChat" in readme, f"{copy}: no source and licence beside the data"
 
 
+def test_the_hh_rlhf_data_lies_beside_its_source_and_licence():
+    folder = BENCHMARKS / "data" / "hh_rlhf"
+    readme = (folder / "README.md").read_text()
+    assert "MIT" in readme and "anthropics/hh-rlhf" in readme and "MIT License" in (folder / "LICENSE").read_text()
+    for name in ("red_team_prompts.jsonl", "harmless_pairs.jsonl"):
+        assert len((folder / name).read_text().splitlines()) == 400
+
+
 def test_no_benchmark_reads_outside_the_repository():
     outside = re.compile(r"""["'](\.\./|/work/)|parents\[2\]""")
     offenders = [p.name for p in BENCHMARKS.glob("*.py") if outside.search(p.read_text())]
