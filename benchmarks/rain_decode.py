@@ -27,7 +27,7 @@ sized for 2 CPU cores (a few prompts, a short answer budget, maxT 50), so read t
 times, and compare runs only from the same machine line.
 
 Usage: python benchmarks/rain_decode.py [--prompts 2] [--max-new-tokens 16] [--max-iterations 50]
-       [--engines transformers,llamacpp]
+       [--engines transformers,llamacpp] [--quality-only]
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def without_kv_reuse(engine, run):
             engine.model_path,
             engine.tokenizer,
             max_batch_size=engine.max_batch_size,
+            context_per_sequence=engine.context_per_sequence,
             prefix_stream=False,
             progress=False,
         )
@@ -123,6 +124,11 @@ def main() -> None:
     parser.add_argument("--min-new-iterations", type=int, default=15, help="official: 15")
     parser.add_argument("--engines", default="transformers,llamacpp")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument(
+        "--quality-only",
+        action="store_true",
+        help="vanilla and batched RAIN only, for the self-evaluated comparison on more prompts (result: rain_quality)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     prompts = red_team_prompts(args.prompts)
@@ -134,11 +140,13 @@ def main() -> None:
         arms = {
             "vanilla": vanilla(engine, prompts, args.max_new_tokens),
             "rain": rain(engine, prompts, args.max_new_tokens, settings),
-            "rain, one prompt at a time": rain(
-                engine, prompts, args.max_new_tokens, settings.model_copy(update={"batch_prompts": False})
-            ),
         }
-        arms["rain, no KV reuse"] = without_kv_reuse(engine, lambda e: rain(e, prompts, args.max_new_tokens, settings))
+        if not args.quality_only:
+            one_at_a_time = settings.model_copy(update={"batch_prompts": False})
+            arms["rain, one prompt at a time"] = rain(engine, prompts, args.max_new_tokens, one_at_a_time)
+            arms["rain, no KV reuse"] = without_kv_reuse(
+                engine, lambda e: rain(e, prompts, args.max_new_tokens, settings)
+            )
         # The model's own judgement of every answer, by the evaluator RAIN decodes with (sao.judge.rain).
         questions = [p[0]["content"] for p in prompts]
         for arm in ("vanilla", "rain"):
@@ -202,7 +210,7 @@ def main() -> None:
         "machine": info,
         "config": {"model": MODEL, **vars(args), "rain": settings.model_dump()},
     }
-    path = write_result("rain_decode", result, "\n".join(lines))
+    path = write_result("rain_quality" if args.quality_only else "rain_decode", result, "\n".join(lines))
     print("\n".join(lines))
     print(f"wrote {path}")
 
