@@ -36,8 +36,13 @@ def synth(out: Path, *extra: str) -> subprocess.Popen:
 
 
 def rows(run: Path, stage: str) -> list[dict]:
+    """The stage's whole rows; a row that a running synth is still appending has no newline yet, so is left out
+    (read mid-write, it failed to parse on a loaded CPU)."""
     path = run / f"{stage}.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    if not path.exists():
+        return []
+    text = path.read_text()
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
 
 
 def kept_ids(run: Path, stage: str) -> list[str]:
