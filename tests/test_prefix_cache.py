@@ -77,3 +77,19 @@ def test_engine_score_and_top_logprobs_agree_with_the_cache_on_and_off(tiny_engi
     for plain, shared in zip(plain_tops, shared_tops):
         assert shared.token_ids == plain.token_ids
         assert shared.logprobs == pytest.approx(plain.logprobs, abs=1e-4)
+
+
+def test_shared_prefill_holds_in_bf16_too(tiny_engine) -> None:
+    """bf16 is the default on CPUs with native bf16 and runs emulated elsewhere: both kinds of CI take this path."""
+    import copy
+
+    model = copy.deepcopy(tiny_engine.model).to(torch.bfloat16)
+    cache = PrefixCache(model, tiny_engine.pad_id)
+    with torch.inference_mode():
+        run = cache.prefill(ROWS, 1, [1, 1, 1])
+        assert run.shared == 40
+        for row, logits in zip(ROWS, run.logits[:, -1]):
+            full = model(torch.tensor([row])).logits[0, -1].float().log_softmax(-1)
+            got = logits.float().log_softmax(-1)
+            # bf16 rounds by matmul shape; a wrong position or a lost prefix is off by far more.
+            torch.testing.assert_close(got, full, atol=0.05, rtol=0)

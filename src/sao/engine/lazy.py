@@ -19,6 +19,12 @@ from sao.engine.types import (
 )
 
 
+def loaded_engine(engine: Engine) -> Engine:
+    """The engine behind a lazy one (loading it now), else ``engine`` itself: for callers that need the loaded
+    engine's own attributes, such as its tokenizer or EOS ids."""
+    return engine.engine if isinstance(engine, LazyEngine) else engine
+
+
 class LazyEngine:
     """Wraps a factory; ``generate``/``score``/``top_logprobs`` load the engine once, ``release`` frees it.
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sao.engine.capabilities import Capability
-from sao.engine.lazy import LazyEngine
+from sao.engine.lazy import loaded_engine
 from sao.engine.types import Conversation, Engine
 from sao.errors import ConfigError
 from sao.judge.config import SAR
@@ -39,7 +39,7 @@ def scoring_tokenizer(engine: Engine) -> Any:
 
     Raises ConfigError when the engine keeps no tokenizer in this process (a Ray engine's are on its actors).
     """
-    inner = engine.engine if isinstance(engine, LazyEngine) else engine
+    inner = loaded_engine(engine)
     tokenizer = getattr(inner, "tokenizer", None)
     if tokenizer is None:
         kind = getattr(engine, "kind", type(engine).__name__)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sao.engine.capabilities import require
+from sao.engine.lazy import loaded_engine
 from sao.engine.prompts import prompt_ids
 from sao.engine.stops import StopStrings
 from sao.engine.types import (
@@ -40,11 +41,6 @@ class RainStats:
 
     answers: list[RainAnswer]
     counts: CallCounts
-
-
-def inner_engine(engine: Engine) -> Engine:
-    """The loaded engine behind a lazy one (`sao.engine.lazy.LazyEngine`), else ``engine`` itself."""
-    return getattr(engine, "engine", engine)
 
 
 class RainEngine:
@@ -98,7 +94,7 @@ class RainEngine:
             )
             if control:
                 raise ConfigError(f"{control}: decoding strategy 'rain' does not apply it (request {i})")
-        loaded = inner_engine(self.engine)
+        loaded = loaded_engine(self.engine)
         tokenizer = loaded.tokenizer
         # The engine's own EOS set (the tokenizer's and the generation config's), else the tokenizer's.
         stops_eos = frozenset(getattr(loaded, "eos_ids", None) or {tokenizer.eos_token_id})
