@@ -55,7 +55,7 @@ LACKING = [
     (Capability.TOP_LOGPROBS, section("openai", openai=OPENAI), "openai (api: completions)"),
     (Capability.TOKEN_PROMPTS, section("openai", openai=OPENAI), "openai (api: completions)"),
     (Capability.RAW_PROMPTS, section("openai", openai=OPENAI | {"api": "chat"}), "openai (api: chat)"),
-    (Capability.MULTIMODAL, section("transformers"), "transformers"),
+    (Capability.MULTIMODAL, section("llamacpp"), "llamacpp"),
 ]
 
 

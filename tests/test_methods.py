@@ -179,7 +179,7 @@ def test_sao_synth_stops_before_any_model_loads_when_the_backend_lacks_a_capabil
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize(("capability", "backend"), [("ngram_penalty", "vllm"), ("multimodal", "transformers")])
+@pytest.mark.parametrize(("capability", "backend"), [("ngram_penalty", "vllm"), ("multimodal", "llamacpp")])
 def test_sao_run_stops_before_any_model_loads_when_the_backend_lacks_a_capability(
     tmp_path, capability, backend, no_model_loads
 ) -> None:

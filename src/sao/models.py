@@ -38,6 +38,7 @@ class LoadedModel:
     spec: str  # what the user asked for: alias, directory or hub id
     path: str  # where the weights were read from (directory or hub id)
     fingerprint: str
+    processor: Any = None  # a vision-language model's AutoProcessor (`load_vision_model`); None for text models
 
 
 def gguf_location(embedded: EmbeddedModel) -> Path:
@@ -266,6 +267,57 @@ def load_model(
     return LoadedModel(model, tokenizer, spec, path, model_fingerprint(path, model))
 
 
+def is_vision_model(spec: str) -> bool:
+    """Whether ``spec`` names a vision-language model: its config.json has a ``vision_config``. Read from the
+    file, loading nothing; a hub id not in the local cache counts as a text model until it is downloaded."""
+    import json
+
+    path = Path(resolve_model_path(spec))
+    config = path / "config.json"
+    if not config.is_file():
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            found = try_to_load_from_cache(str(path), "config.json")
+        except ValueError:
+            return False
+        if not isinstance(found, str):
+            return False
+        config = Path(found)
+    return "vision_config" in json.loads(config.read_text())
+
+
+def load_vision_model(
+    spec: str, *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False
+) -> LoadedModel:
+    """Load a vision-language model (``AutoModelForImageTextToText``) with its ``AutoProcessor``, under the
+    rules of `load_model`: safetensors only, no remote code unless asked. ``tokenizer`` is the processor's.
+
+    Raises ModelLoadError with one line naming the model when it cannot be found or loaded, or has no
+    processor that takes images.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = resolve_model_path(spec)
+    torch_device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, torch_device)
+    is_dir = Path(path).is_dir()
+    options = dict(trust_remote_code=trust_remote_code, local_files_only=not is_dir and not hub_reachable())
+    try:
+        processor = AutoProcessor.from_pretrained(path, **options)
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype, use_safetensors=True, **options)
+    except (OSError, ValueError, ImportError) as exc:
+        raise ModelLoadError(f"cannot load vision model '{spec}': {first_line(exc)}") from exc
+    tokenizer = getattr(processor, "tokenizer", None)
+    if tokenizer is None or getattr(processor, "image_processor", None) is None:
+        raise ModelLoadError(f"model '{spec}': its processor ({type(processor).__name__}) takes no images")
+    model.to(torch_device)
+    model.eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(model, tokenizer, spec, path, model_fingerprint(path, model), processor)
+
+
 def model_info(spec: str) -> dict[str, Any]:
     """Identity of a model for a run manifest, read from its files without loading it (hashes the weights).
 
@@ -296,7 +348,9 @@ __all__ = [
     "LoadedModel",
     "cached_hub_commit",
     "describe",
+    "is_vision_model",
     "load_model",
+    "load_vision_model",
     "model_fingerprint",
     "model_info",
     "resolve_model_path",

@@ -36,6 +36,14 @@ def build_backend(
         from sao.engine.openai_engine import OpenAIEngine
 
         return OpenAIEngine.from_spec(model, settings, trust_remote_code=trust_remote_code, progress=progress)
+    from sao.models import is_vision_model
+
+    if is_vision_model(model):
+        from sao.engine.vision_engine import VisionEngine
+
+        return VisionEngine.from_spec(
+            model, device=settings.device, dtype=settings.dtype, trust_remote_code=trust_remote_code, progress=progress
+        )
     from sao.engine.transformers_engine import TransformersEngine
 
     engine = TransformersEngine.from_spec(

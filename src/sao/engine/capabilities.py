@@ -57,7 +57,7 @@ class CapabilityError(ConfigError):
 
 # Every prompt kind becomes token ids for a forward pass the engine runs itself, and its own decode loop
 # adjusts the logits (`sao.engine.logit_controls`).
-_IN_PROCESS = frozenset(
+IN_PROCESS = frozenset(
     {
         Capability.SCORE,
         Capability.TOP_LOGPROBS,
@@ -69,16 +69,20 @@ _IN_PROCESS = frozenset(
 )
 
 # What each engine kind (`engine_kind`) can do; the engine classes declare theirs from here, so that
-# `require_capabilities` needs neither a model nor vllm, ray or openai. No engine takes message parts yet.
+# `require_capabilities` needs neither a model nor vllm, ray or openai. The transformers backend takes message
+# parts when the model is a vision-language model (`sao.engine.vision_engine`, which has `score` and
+# `multimodal`); its text engine has the rest and refuses parts at the call, naming the capability.
 CAPABILITIES: dict[str, frozenset[Capability]] = {
-    "transformers": _IN_PROCESS,
-    "llamacpp": _IN_PROCESS,
+    "transformers": IN_PROCESS | {Capability.MULTIMODAL},
+    "llamacpp": IN_PROCESS,
     # vLLM is fed token ids (``prompt_token_ids``) whatever the prompt kind. Its top-k next tokens are one
     # greedy token's ``logprobs=k`` (checked against stand-ins of its outputs; no GPU test has run them yet).
     # Its logit_bias takes token ids, resolved with the engine's HF tokenizer; its penalties count single
     # tokens only.
+    # Images and video frames go as ``multi_modal_data`` beside the rendered prompt (`sao.engine.vllm_engine`).
     "vllm": frozenset(
         {
+            Capability.MULTIMODAL,
             Capability.SCORE,
             Capability.TOP_LOGPROBS,
             Capability.TOKEN_PROMPTS,

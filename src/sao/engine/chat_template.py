@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sao.engine.media import check_parts
 from sao.engine.types import Conversation
 from sao.errors import InputError, ModelLoadError
 
@@ -12,14 +13,16 @@ ROLES = ("system", "user", "assistant")
 
 
 def check_conversation(conversation: Conversation, where: str = "conversation") -> None:
-    """Raise InputError unless ``conversation`` is a non-empty list of {role, content} messages."""
+    """Raise InputError unless ``conversation`` is a non-empty list of {role, content} messages, each content a
+    string or a list of parts (`sao.engine.media.check_parts`)."""
     if not isinstance(conversation, list) or not conversation:
         raise InputError(f"{where}: expected a non-empty list of messages")
     for i, message in enumerate(conversation):
         if not isinstance(message, dict) or message.get("role") not in ROLES:
             raise InputError(f"{where}: message {i} needs a role in {ROLES}")
-        if not isinstance(message.get("content"), str):
-            raise InputError(f"{where}: message {i} needs a string 'content'")
+        if not isinstance(message.get("content"), (str, list)):
+            raise InputError(f"{where}: message {i} needs a string 'content' or a list of parts")
+    check_parts(conversation, where)
 
 
 def render_prompt(tokenizer: Any, conversation: Conversation) -> str:

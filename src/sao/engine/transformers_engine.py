@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from sao.engine.batching import left_pad, length_buckets
-from sao.engine.capabilities import CAPABILITIES, check_call, check_sampling
+from sao.engine.capabilities import IN_PROCESS, check_call, check_sampling
 from sao.engine.decoding import Job, Meter, adjusted, eos_ids, make_jobs, token_logprobs
 from sao.engine.prefix_cache import PrefixCache, cached_forward
 from sao.engine.prompts import continuation_ids, prompt_ids
@@ -53,7 +53,7 @@ class TransformersEngine:
     """
 
     kind = "transformers"
-    capabilities = CAPABILITIES["transformers"]
+    capabilities = IN_PROCESS  # a text model: the backend's message parts are the vision engine's
 
     def __init__(
         self,

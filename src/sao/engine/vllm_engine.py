@@ -29,8 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sao.engine.capabilities import CAPABILITIES, check_call, check_sampling
+from sao.engine.capabilities import CAPABILITIES, Capability, check_call, check_sampling, prompt_needs
+from sao.engine.chat_template import check_conversation
 from sao.engine.logit_controls import bias_ids
+from sao.engine.media import image_paths, template_messages
 from sao.engine.prompts import continuation_ids, prompt_ids
 from sao.engine.types import (
     Completion,
@@ -46,7 +48,8 @@ from sao.engine.types import (
     sample_seed,
 )
 from sao.errors import ConfigError, ModelLoadError, first_line
-from sao.models import resolve_model_path
+from sao.models import is_vision_model, resolve_model_path
+from sao.video.frames import load_images
 
 if TYPE_CHECKING:
     from sao.engine.config import EngineSection
@@ -79,12 +82,20 @@ class GenerationRequest:
 
     conv: int
     sample: int
-    prompt_token_ids: list[int]
+    prompt_token_ids: list[int]  # empty for a conversation with images: vLLM expands their placeholders itself
     sampling: dict[str, Any]  # keyword arguments of vllm.SamplingParams
+    prompt_text: str | None = None  # a conversation with images, rendered with the model's processor
+    images: tuple[str, ...] = ()  # their paths, in the order the placeholders of ``prompt_text`` take them
 
     @property
     def seed(self) -> int | None:
         return self.sampling["seed"]
+
+    def inputs(self) -> dict[str, Any]:
+        """vLLM's prompt: token ids, or for images the rendered text with ``multi_modal_data``."""
+        if not self.images:
+            return {"prompt_token_ids": self.prompt_token_ids}
+        return {"prompt": self.prompt_text, "multi_modal_data": {"image": load_images(self.images)}}
 
 
 @dataclass(frozen=True)
@@ -143,18 +154,34 @@ def check_logprobs(params: Sequence[SamplingParams]) -> None:
             )
 
 
+def _encoded(tokenizer: Any, processor: Any, prompt: Prompt) -> tuple[list[int], str | None, tuple[str, ...]]:
+    """(token ids, None, ()) for a text prompt; ([], rendered text, image paths) for one with images."""
+    if prompt_needs(prompt) != Capability.MULTIMODAL:
+        return prompt_ids(tokenizer, [prompt])[0], None, ()
+    if processor is None:
+        raise ConfigError("multimodal: this vLLM engine's model is not a vision-language model (no processor)")
+    check_conversation(prompt)  # type: ignore[arg-type]
+    text = processor.apply_chat_template(template_messages(prompt), tokenize=False, add_generation_prompt=True)  # type: ignore[arg-type]
+    return [], text, tuple(image_paths(prompt))  # type: ignore[arg-type]
+
+
 def generation_requests(
-    tokenizer: Any, prompts: Sequence[Prompt], sampling: SamplingParams | Sequence[SamplingParams]
+    tokenizer: Any,
+    prompts: Sequence[Prompt],
+    sampling: SamplingParams | Sequence[SamplingParams],
+    processor: Any = None,
 ) -> list[GenerationRequest]:
     """One request per sample of each prompt, in (prompt, sample) order; each logit_bias is resolved to
-    token ids once per distinct params."""
+    token ids once per distinct params. A conversation with images is rendered with ``processor`` (a vision
+    model's AutoProcessor) and sent as text with its images, which vLLM's own processor expands."""
     params = per_request(sampling, len(prompts))
     biases = {p: bias_ids(tokenizer, p.logit_bias) for p in set(params) if p.logit_bias}
-    return [
-        GenerationRequest(c, j, ids, sampling_kwargs(p, sample_seed(p, j), biases.get(p)))
-        for c, (ids, p) in enumerate(zip(prompt_ids(tokenizer, prompts), params))
-        for j in range(p.n)
-    ]
+    requests = []
+    for c, (prompt, p) in enumerate(zip(prompts, params)):
+        ids, text, images = _encoded(tokenizer, processor, prompt)
+        for j in range(p.n):
+            requests.append(GenerationRequest(c, j, ids, sampling_kwargs(p, sample_seed(p, j), biases.get(p)), text, images))
+    return requests
 
 
 def score_requests(
@@ -293,6 +320,23 @@ def llm_kwargs(path: str, settings: EngineSection, *, trust_remote_code: bool, s
     return kwargs
 
 
+def text_only(prompts: Sequence[Prompt], call: str) -> None:
+    """ConfigError for the first prompt with images: vLLM takes them only in `VLLMEngine.generate`."""
+    for i, prompt in enumerate(prompts):
+        if prompt_needs(prompt) == Capability.MULTIMODAL:
+            raise ConfigError(f"multimodal: backend 'vllm' takes images only in generate; prompt {i} of a {call} call has some")
+
+
+def load_processor(spec: str, path: str, *, trust_remote_code: bool) -> Any:
+    """A vision model's AutoProcessor, whose chat template renders image placeholders."""
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, ImportError) as exc:
+        raise ModelLoadError(f"cannot load the processor of model '{spec}': {first_line(exc)}") from exc
+
+
 def load_tokenizer(spec: str, path: str, *, trust_remote_code: bool) -> Any:
     """The HF tokenizer that `encode_prompts` uses, the same one the in-process engine and training load."""
     from transformers import AutoTokenizer
@@ -322,10 +366,11 @@ class VLLMEngine:
     kind = "vllm"
     capabilities = CAPABILITIES["vllm"]
 
-    def __init__(self, llm: Any, tokenizer: Any, *, progress: bool = True):
+    def __init__(self, llm: Any, tokenizer: Any, *, progress: bool = True, processor: Any = None):
         self.llm = llm
         self.tokenizer = tokenizer
         self.progress = progress
+        self.processor = processor  # a vision model's AutoProcessor: it renders conversations with images
 
     @classmethod
     def from_spec(
@@ -342,8 +387,9 @@ class VLLMEngine:
         check_device(settings.device)
         path = resolve_model_path(spec)
         tokenizer = load_tokenizer(spec, path, trust_remote_code=trust_remote_code)
+        processor = load_processor(spec, path, trust_remote_code=trust_remote_code) if is_vision_model(spec) else None
         llm = vllm.LLM(**llm_kwargs(path, settings, trust_remote_code=trust_remote_code, seed=seed))
-        return cls(llm, tokenizer, progress=progress)
+        return cls(llm, tokenizer, progress=progress, processor=processor)
 
     def generate(
         self, prompts: Sequence[Prompt], sampling: SamplingParams | Sequence[SamplingParams]
@@ -353,9 +399,9 @@ class VLLMEngine:
         params = per_request(sampling, len(prompts))
         check_sampling(self, params, "generate")
         check_logprobs(params)
-        requests = generation_requests(self.tokenizer, prompts, params)
+        requests = generation_requests(self.tokenizer, prompts, params, self.processor)
         started = time.perf_counter()
-        outputs = self._run([r.prompt_token_ids for r in requests], [r.sampling for r in requests])
+        outputs = self._run([r.inputs() for r in requests], [r.sampling for r in requests])
         completions = to_completions(requests, outputs, [p.n for p in params])
         tokens = sum(s.num_tokens for c in completions for s in c.samples)
         elapsed = max(time.perf_counter() - started, 1e-9)
@@ -369,10 +415,13 @@ class VLLMEngine:
         return completions
 
     def score(self, prompts: Sequence[Prompt], continuations: Sequence[Continuation]) -> list[TokenLogprobs]:
-        """Log-prob of each continuation token after its prompt (a conversation's: as the assistant's reply)."""
+        """Log-prob of each continuation token after its prompt (a conversation's: as the assistant's reply).
+        Text conversations only: vLLM expands image placeholders itself, so a continuation's start in the
+        prompt log-probs is not known here (a conversation with images is a ConfigError)."""
         check_call(self, "score", prompts, continuations)
+        text_only(prompts, "score")
         requests = score_requests(self.tokenizer, prompts, continuations)
-        outputs = self._run([r.prompt_token_ids for r in requests], [SCORE_SAMPLING] * len(requests))
+        outputs = self._run([{"prompt_token_ids": r.prompt_token_ids} for r in requests], [SCORE_SAMPLING] * len(requests))
         return [to_token_logprobs(r, o) for r, o in zip(requests, outputs)]
 
     def top_logprobs(self, prompts: Sequence[Prompt], k: int) -> list[NextTokenLogprobs]:
@@ -382,11 +431,12 @@ class VLLMEngine:
         if k > MAX_LOGPROBS:
             raise ConfigError(f"top_logprobs: vLLM returns at most {MAX_LOGPROBS} log-probs a position; asked for {k}")
         check_call(self, "top_logprobs", prompts)
+        text_only(prompts, "top_logprobs")
         encoded = prompt_ids(self.tokenizer, prompts)
-        outputs = self._run(encoded, [top_k_sampling(k)] * len(encoded))
+        outputs = self._run([{"prompt_token_ids": ids} for ids in encoded], [top_k_sampling(k)] * len(encoded))
         return [to_next_token_logprobs(output, k) for output in outputs]
 
-    def _run(self, prompts: list[list[int]], sampling: list[dict[str, Any]]) -> list[Any]:
+    def _run(self, prompts: list[dict[str, Any]], sampling: list[dict[str, Any]]) -> list[Any]:
         if self.llm is None:
             raise RuntimeError("VLLMEngine: used after close()")
         if not prompts:  # vLLM rejects an empty batch
@@ -394,7 +444,7 @@ class VLLMEngine:
         from vllm import SamplingParams as VLLMSamplingParams
 
         return self.llm.generate(
-            [{"prompt_token_ids": p} for p in prompts],
+            prompts,
             [VLLMSamplingParams(**kwargs) for kwargs in sampling],
             use_tqdm=self.progress,
         )

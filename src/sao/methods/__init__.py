@@ -14,7 +14,7 @@ from sao.methods.method import Handoff, Method, Stage, StageContext
 
 __all__ = ["Handoff", "Method", "Stage", "StageContext", "get", "names", "register", "unregister"]
 
-BUILTIN = ("sao", "dno", "self_align", "sar")  # modules under sao.methods, each defining METHOD
+BUILTIN = ("sao", "dno", "self_align", "sar", "videosavi")  # modules under sao.methods, each defining METHOD
 DEFAULT = "sao"
 
 _registered: dict[str, Method] = {}

@@ -209,10 +209,11 @@ def _load_models(config: TrainConfig, model: str, setup: _Setup, trust_remote_co
     policy before any step, in its dtype, frozen by the trainer. Copied, not loaded again: a
     second load would read and hash the weights a second time.
     """
-    from sao.models import load_model
+    from sao.models import is_vision_model, load_model, load_vision_model
     from sao.train.trainers import needs_reference
 
-    loaded = load_model(model, device="cpu", dtype=_name(setup.weights), trust_remote_code=trust_remote_code)
+    load = load_vision_model if is_vision_model(model) else load_model
+    loaded = load(model, device="cpu", dtype=_name(setup.weights), trust_remote_code=trust_remote_code)
     if config.chat_template is not None:
         # Set before tokenizing, so that the rows are rendered with it, and saved with the tokenizer.
         loaded.tokenizer.chat_template = config.chat_template
@@ -220,9 +221,23 @@ def _load_models(config: TrainConfig, model: str, setup: _Setup, trust_remote_co
     return loaded, reference
 
 
-def _tokenize(config: TrainConfig, tokenizer: Any, inputs: _Inputs) -> Tokenized:
-    """The trainer's examples; InputError when every row was dropped."""
-    tokenized = TRAINERS[config.trainer].examples(tokenizer, inputs.rows, config)
+VISION_TRAINERS = ("dpo", "ipo", "robust_dpo")  # DPOTrainer's losses: its collator takes images
+
+
+def _tokenize(config: TrainConfig, loaded: Any, inputs: _Inputs) -> Tokenized:
+    """The trainer's examples; InputError when every row was dropped. Pairs with images or video frames need a
+    vision-language model and a DPOTrainer loss, and are left for TRL's vision collator to tokenize."""
+    from sao.train.tokenize import has_media, vision_preference_examples
+
+    if has_media(inputs.rows):
+        if loaded.processor is None:
+            raise InputError(f"{inputs.file}: the pairs hold images or video frames but the model is a text model")
+        if config.trainer not in VISION_TRAINERS:
+            raise ConfigError(
+                f"train.trainer: pairs with images train with {', '.join(VISION_TRAINERS)}, not {config.trainer}"
+            )
+        return vision_preference_examples(loaded.processor, inputs.rows)
+    tokenized = TRAINERS[config.trainer].examples(loaded.tokenizer, inputs.rows, config)
     if not tokenized.examples:
         limit = "train.grpo.max_prompt_length" if config.trainer == "grpo" else "train.max_length"
         raise InputError(f"{inputs.file}: every row was dropped ({tokenized.dropped}); raise {limit}")
@@ -319,9 +334,12 @@ def run_train(
 
     started = time.perf_counter()
     loaded, reference = _load_models(config, model, setup, trust_remote_code)
-    tokenized = _tokenize(config, loaded.tokenizer, inputs)
+    tokenized = _tokenize(config, loaded, inputs)
     dataset = datasets.Dataset.from_list(tokenized.examples)
-    trainer = build_trainer(config, loaded.model, loaded.tokenizer, dataset, setup.args, ref_model=reference)
+    if "images" in dataset.column_names:  # frame paths, opened by datasets as the collator reads each batch
+        dataset = dataset.cast_column("images", datasets.Sequence(datasets.Image()))
+    processing = loaded.processor if loaded.processor is not None else loaded.tokenizer
+    trainer = build_trainer(config, loaded.model, processing, dataset, setup.args, ref_model=reference)
     resumed_from = _train_with_resume(trainer, setup.args)
     _save_model(trainer, config, model_dir, setup.is_main)
     if not setup.is_main:

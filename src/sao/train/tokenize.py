@@ -105,6 +105,42 @@ def preference_examples(tokenizer: Any, rows: list[dict[str, Any]], max_length: 
     return out
 
 
+def vision_preference_examples(processor: Any, rows: list[dict[str, Any]]) -> Tokenized:
+    """Pairs whose prompt holds images or video frames, in the form TRL's vision collator reads: the prompt as
+    messages with ``{"type": "image"}`` placeholders (one per frame), chosen and rejected as assistant messages,
+    and ``images``, the frame paths in placeholder order. TRL renders and tokenizes them with the model's
+    processor at each batch (`trl.trainer.dpo_trainer.DataCollatorForVisionPreference`); ``tokens`` counts
+    the text tokens only (each image's tokens depend on the processor's resizing).
+    """
+    from sao.engine.chat_template import check_conversation
+    from sao.engine.media import image_paths, template_messages
+
+    tokenizer = processor.tokenizer
+    out = Tokenized([])
+    for i, row in enumerate(rows):
+        where = f"pair {row.get('id', i)}"
+        prompt = _prompt_messages(row.get("prompt"), f"{where}.prompt")
+        check_conversation(prompt, f"{where}.prompt")
+        chosen, rejected = (_message_text(row.get(side), f"{where}.{side}") for side in ("chosen", "rejected"))
+        texts = [part["text"] for m in template_messages(prompt) for part in m["content"] if part["type"] == "text"]
+        out.tokens += sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in [*texts, *texts, chosen, rejected])
+        out.examples.append(
+            {
+                "prompt": template_messages(prompt),
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+                "images": image_paths(prompt),
+            }
+        )
+    return out
+
+
+def has_media(rows: list[dict[str, Any]]) -> bool:
+    """Whether the first row's prompt holds images or video frames (a pairs file is one or the other)."""
+    prompt = rows[0].get("prompt") if rows else None
+    return isinstance(prompt, list) and any(isinstance(m, dict) and isinstance(m.get("content"), list) for m in prompt)
+
+
 def sft_examples(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> Tokenized:
     """``input_ids`` + ``completion_mask`` (loss on the response only) from prompt/completion or pair rows.
 
