@@ -46,7 +46,21 @@ def train_tokenizer(specials: list[str], image_markup: str):
     ), template
 
 
-def _save(model, processor, out: Path) -> Path:
+def make_chatty(model, eos_id: int, strength: float = 2.0) -> None:
+    """Make a random model end its turns within a few dozen tokens, as `tests/conftest.py`'s chatty model does:
+    every input embedding gets a shared direction v and EOS's output row points along v, so EOS's logit
+    stands above the rest (a random model would almost never sample EOS, and every answer would be cut off)."""
+    hidden = model.get_input_embeddings().weight.shape[1]
+    with torch.no_grad():
+        v = torch.randn(hidden)
+        v /= v.norm()
+        model.get_input_embeddings().weight += v
+        model.get_output_embeddings().weight[eos_id] = v * strength / hidden**0.5
+
+
+def _save(model, processor, out: Path, chatty: bool = False) -> Path:
+    if chatty:
+        make_chatty(model, processor.tokenizer.convert_tokens_to_ids("<|im_end|>"))
     model.generation_config.eos_token_id = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
     model.save_pretrained(out, safe_serialization=True)
@@ -54,7 +68,7 @@ def _save(model, processor, out: Path) -> Path:
     return out
 
 
-def build_qwen2_vl(out: Path, seed: int = 0) -> Path:
+def build_qwen2_vl(out: Path, seed: int = 0, chatty: bool = False) -> Path:
     """Qwen2-VL: 2 layers, hidden 32 (head_dim 8, mrope_section [1, 1, 2] sums to head_dim / 2), a 2-block
     vision tower with 14-pixel patches merged 2x2."""
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
@@ -77,6 +91,7 @@ def build_qwen2_vl(out: Path, seed: int = 0) -> Path:
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
             rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]},
             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+            tie_word_embeddings=False,
         ),
         vision_config=dict(depth=2, embed_dim=32, hidden_size=32, num_heads=4, mlp_ratio=2, patch_size=14,
                            spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
@@ -84,10 +99,10 @@ def build_qwen2_vl(out: Path, seed: int = 0) -> Path:
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
     )
     torch.manual_seed(seed)
-    return _save(Qwen2VLForConditionalGeneration(config), processor, out)
+    return _save(Qwen2VLForConditionalGeneration(config), processor, out, chatty)
 
 
-def build_llava_onevision(out: Path, seed: int = 0) -> Path:
+def build_llava_onevision(out: Path, seed: int = 0, chatty: bool = False) -> Path:
     """LLaVA-OneVision: a 2-layer Qwen2 language model (hidden 32) on a 2-layer SigLIP tower over 28-pixel
     images in 14-pixel patches, with one anyres grid of a single tile."""
     from transformers import (
@@ -112,7 +127,8 @@ def build_llava_onevision(out: Path, seed: int = 0) -> Path:
     config = LlavaOnevisionConfig(
         text_config=dict(model_type="qwen2", vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=2048, pad_token_id=tokenizer.pad_token_id),
+                         max_position_embeddings=2048, pad_token_id=tokenizer.pad_token_id,
+                         tie_word_embeddings=False),
         vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                            num_attention_heads=4, image_size=28, patch_size=14),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
@@ -122,7 +138,7 @@ def build_llava_onevision(out: Path, seed: int = 0) -> Path:
         vision_feature_layer=-1,
     )
     torch.manual_seed(seed)
-    return _save(LlavaOnevisionForConditionalGeneration(config), processor, out)
+    return _save(LlavaOnevisionForConditionalGeneration(config), processor, out, chatty)
 
 
 def build_clip(out: Path, seed: int = 0) -> Path:
