@@ -38,7 +38,7 @@ def test_the_readme_api_example_runs(tmp_path, monkeypatch, capsys) -> None:
     printed = capsys.readouterr().out.splitlines()
     # The README's comment beside the call must show what it prints.
     documented = re.search(r"print\(sao\.methods\.names\(\)\)\s+# (.*)", (REPO / "README.md").read_text())
-    assert printed[0] == "['sao', 'dno', 'self_align', 'sar']" == documented.group(1)
+    assert printed[0] == "['sao', 'dno', 'self_align', 'sar', 'videosavi']" == documented.group(1)
     assert printed[1] == "('personas', 'prompts', 'responses', 'judgements', 'pairs')"
     assert re.fullmatch(r"[1-9]\d* pairs in runs/api-synth/pairs.jsonl", printed[2])
     assert (tmp_path / "runs" / "api-run" / "iter-1" / "model" / "config.json").is_file()

@@ -88,8 +88,8 @@ def test_what_each_backend_declares(nothing_loads):
     require_capabilities(section("vllm"), ["score", "top_logprobs", "token_prompts", "raw_prompts"], WHO)
     require_capabilities(section("openai", openai=OPENAI), ["score"], WHO)
     require_capabilities(section("openai", openai=OPENAI | {"api": "chat"}), [], WHO)
-    # No engine takes message parts yet, and every capability is described.
-    assert not any(Capability.MULTIMODAL in have for have in CAPABILITIES.values())
+    # Message parts: the transformers backend (its vision engine) and vLLM; every capability is described.
+    assert {kind for kind, have in CAPABILITIES.items() if Capability.MULTIMODAL in have} == {"transformers", "vllm"}
     assert set(DESCRIPTIONS) == set(Capability)
     assert {engine_kind(section(b)) for b in ("transformers", "llamacpp", "vllm")} | {
         engine_kind(section("openai", openai=OPENAI | {"api": api})) for api in ("chat", "completions")

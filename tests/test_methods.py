@@ -32,9 +32,9 @@ def echo():
 
 
 def test_registry_lists_the_methods_and_names_the_choices_for_an_unknown_one(echo) -> None:
-    assert methods.names() == ["sao", "dno", "self_align", "sar", "echo"]
+    assert methods.names() == ["sao", "dno", "self_align", "sar", "videosavi", "echo"]
     assert methods.get("sao").stage_names == ("personas", "prompts", "responses", "judgements", "pairs")
-    unknown = r"^method: 'ipo' is not a registered method \(sao, dno, self_align, sar, echo\)$"
+    unknown = r"^method: 'ipo' is not a registered method \(sao, dno, self_align, sar, videosavi, echo\)$"
     with pytest.raises(ConfigError, match=unknown):
         methods.get("ipo")
     with pytest.raises(ValueError, match="registered already"):
@@ -45,8 +45,8 @@ def test_sao_methods_prints_one_line_per_method(echo) -> None:
     result = CliRunner().invoke(app, ["methods"])
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert [line.split()[0] for line in lines] == ["sao", "dno", "self_align", "sar", "echo"]
-    assert "trainer sft" in lines[4] and "trainer grpo" in lines[3]
+    assert [line.split()[0] for line in lines] == ["sao", "dno", "self_align", "sar", "videosavi", "echo"]
+    assert "trainer sft" in lines[5] and "trainer grpo" in lines[3] and "trainer dpo" in lines[4]
 
 
 def test_a_recipe_is_validated_by_its_methods_section(echo) -> None:

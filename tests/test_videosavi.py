@@ -82,7 +82,9 @@ def test_frames_are_saved_as_files_and_rows_refer_to_them(tmp_path):
     assert [square_column(i) for i in load_images(paths)] == [square_column(f) for f in decoded.frames]  # lossless
     conversation = video_turn(paths, "What moves?")
     assert image_paths(conversation) == paths
-    assert template_messages(conversation)[0]["content"] == [{"type": "image"}] * 3 + [{"type": "text", "text": "What moves?"}]
+    assert template_messages(conversation)[0]["content"] == [{"type": "image"}] * 3 + [
+        {"type": "text", "text": "What moves?"}
+    ]
     json.dumps(conversation)  # rows hold paths, never pixels
 
 
@@ -211,7 +213,9 @@ def test_vllm_requests_carry_images_as_multi_modal_data(tmp_path, frames):
     assert requests[0].inputs() == {"prompt_token_ids": requests[0].prompt_token_ids} and requests[0].prompt_token_ids
     media = requests[2].inputs()
     assert media["prompt"].count("<|image_pad|>") == 4 and "What moves?" in media["prompt"]
-    assert [square_column(i) for i in media["multi_modal_data"]["image"]] == [square_column(i) for i in load_images(frames)]
+    assert [square_column(i) for i in media["multi_modal_data"]["image"]] == [
+        square_column(i) for i in load_images(frames)
+    ]
     assert requests[2].seed != requests[3].seed
     with pytest.raises(Exception, match=r"^multimodal: backend 'vllm' takes images only in generate"):
         text_only([text, video], "score")

@@ -25,8 +25,9 @@ def _sao(*args: str, kill_at: int | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "VS_KILL_AT_ANSWER_CALL"} | {"HF_HUB_OFFLINE": "1"}
     if kill_at is not None:
         env["VS_KILL_AT_ANSWER_CALL"] = str(kill_at)
-    return subprocess.run([sys.executable, str(TESTS / "video_engine.py"), *args], env=env, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, str(TESTS / "video_engine.py"), *args], env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 def _rows(path: Path) -> list[dict]:
@@ -50,8 +51,15 @@ def setup(tmp_path_factory) -> dict:
             "clip": {"model": str(build_clip(root / "clip")), "device": "cpu"},
         },
         "train": {
-            "trainer": "dpo", "epochs": 1, "batch_size": 2, "learning_rate": 1e-3, "lr_scheduler": "constant",
-            "warmup_ratio": 0.0, "max_length": 1024, "dtype": "float32", "gradient_checkpointing": False,
+            "trainer": "dpo",
+            "epochs": 1,
+            "batch_size": 2,
+            "learning_rate": 1e-3,
+            "lr_scheduler": "constant",
+            "warmup_ratio": 0.0,
+            "max_length": 1024,
+            "dtype": "float32",
+            "gradient_checkpointing": False,
             "report_to": "none",
         },
         "report": {"max_new_tokens": 8},
@@ -96,7 +104,7 @@ def test_one_iteration_writes_every_stage_and_trains_the_vision_tower(setup):
     assert (synth / "report.md").read_text().count("CLIP check swapped") == 1 and (synth / "pairs.png").is_file()
 
     # The saved model reloads offline and answers about a video it has not seen.
-    script = f"""
+    script = """
 import sys
 from sao.engine.backends import build_backend
 from sao.engine.config import EngineSection
@@ -105,13 +113,19 @@ from sao.methods.videosavi.prompts import video_turn
 from sao.video.decode import decode_frames, write_test_video
 from sao.video.frames import save_frames
 decoded = decode_frames(write_test_video(sys.argv[2] + "/new.mp4", frames=9), 4)
-frames = save_frames(decoded.frames, decoded.indices, __import__("pathlib").Path(sys.argv[2]) / "frames")
+frames = save_frames(decoded.frames, decoded.indices, Path(sys.argv[2]) / "frames")
 engine = build_backend(sys.argv[1], EngineSection(dtype="float32"), progress=False)
-sample = engine.generate([video_turn(frames, "What moves?")], SamplingParams(temperature=1.0, max_new_tokens=12, seed=1))[0].samples[0]
+params = SamplingParams(temperature=1.0, max_new_tokens=12, seed=1)
+sample = engine.generate([video_turn(frames, "What moves?")], params)[0].samples[0]
 print(type(engine).__name__, len(sample.token_ids))
 """
-    reloaded = subprocess.run([sys.executable, "-c", script, str(trained), str(setup["root"])], capture_output=True,
-                              text=True, timeout=300, env=os.environ | {"HF_HUB_OFFLINE": "1"})
+    reloaded = subprocess.run(
+        [sys.executable, "-c", script, str(trained), str(setup["root"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+    )
     assert reloaded.returncode == 0, reloaded.stderr[-2000:]
     kind, tokens = reloaded.stdout.split()[-2:]
     assert kind == "VisionEngine" and int(tokens) >= 0
@@ -140,3 +154,31 @@ def test_a_kill_inside_the_answer_stage_resumes_with_no_row_lost_or_repeated(set
     assert stages["answers"]["attempts"] == 2 and stages["videos"]["attempts"] == 1
     assert all(len(r["candidates"]) == 5 for r in rows)
     assert [c["temperature"] for c in rows[0]["candidates"]] == [0.3, 0.5, 0.7, 0.9, 1.0]
+
+
+def test_the_critique_variant_prefers_each_revision_over_its_first_answer(setup):
+    out = setup["root"] / "critique"
+    done = _sao(
+        "synth",
+        "--recipe",
+        str(setup["recipe"]),
+        "--out",
+        str(out),
+        "--set",
+        "variant=critique",
+        "--set",
+        "critique.max_new_tokens=48",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for stage in ("videos", "questions", "drafts", "critiques", "revisions", "pairs"):
+        assert (out / f"{stage}.jsonl").is_file(), stage
+    assert not (out / "answers.jsonl").exists() and not (out / "evaluations.jsonl").exists()
+    drafts = {r["id"]: r for r in _rows(out / "drafts.jsonl")}
+    revisions = {r["id"]: r for r in _rows(out / "revisions.jsonl")}
+    pairs = [p for p in _rows(out / "pairs.jsonl") if p["drop_reason"] is None]
+    assert pairs
+    for pair in pairs:
+        assert pair["chosen"][0]["content"] == revisions[pair["id"]]["text"]  # a1 over a0
+        assert pair["rejected"][0]["content"] == drafts[pair["id"]]["text"]
+        assert pair["chosen_score"] is None and not pair["clip_swapped"]
+        assert pair["frame_indices"] == drafts[pair["id"]]["frame_indices"]

@@ -17,7 +17,7 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from conftest import ask, save_with_tokenizer
-from sao.engine import CapabilityError, RawPrompt, SamplingParams, TokenPrompt, derive_seed
+from sao.engine import RawPrompt, SamplingParams, TokenPrompt, derive_seed
 from sao.engine.chat_template import encode_prompts
 from sao.engine.config import EngineSection
 from sao.engine.transformers_engine import TransformersEngine
@@ -370,7 +370,8 @@ def test_engine_refuses_what_it_lacks_before_vllm_sees_it(tokenizer, fake_vllm):
     llm = FakeLLM()
     engine = VLLMEngine(llm, tokenizer, progress=False)
     image = [{"role": "user", "content": [{"type": "image", "image": "cat.png"}, {"type": "text", "text": "Who?"}]}]
-    with pytest.raises(CapabilityError, match=r"^engine backend 'vllm' lacks multimodal .* prompt 1 of a generate"):
+    # A text model's engine (no processor) takes no images: one line, before vLLM sees anything.
+    with pytest.raises(ConfigError, match=r"^multimodal: this vLLM engine's model is not a vision-language model"):
         engine.generate([CONVERSATIONS[0], image], SamplingParams())
     with pytest.raises(ConfigError, match=r"^top_logprobs: vLLM returns at most 20 log-probs a position; asked for 21"):
         engine.top_logprobs([TokenPrompt([1, 2])], 21)

@@ -25,7 +25,9 @@ WORDS = "square frame colour light shadow corner edge motion step".split()
 
 
 def request_text(prompt: list) -> str:
-    return " ".join(p["text"] for m in prompt if isinstance(m["content"], list) for p in m["content"] if p["type"] == "text")
+    return " ".join(
+        p["text"] for m in prompt if isinstance(m["content"], list) for p in m["content"] if p["type"] == "text"
+    )
 
 
 def scripted(text: str, seed: int | None) -> str | None:
@@ -37,7 +39,9 @@ def scripted(text: str, seed: int | None) -> str | None:
     if "Reply with four lines" in text:
         if rng.random() < 1 / 6:
             return "It is a fine answer."
-        return "\n".join(f"{name}: {rng.randint(0, 10)}" for name in ("Relevance", "Accuracy", "Temporal grounding", "Clarity"))
+        return "\n".join(
+            f"{name}: {rng.randint(0, 10)}" for name in ("Relevance", "Accuracy", "Temporal grounding", "Clarity")
+        )
     return None
 
 

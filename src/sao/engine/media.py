@@ -33,7 +33,9 @@ def check_parts(conversation: Conversation, where: str = "conversation") -> None
             if kind == "image" and not isinstance(part.get("image"), str):
                 raise InputError(f"{where}: message {i} part {j} (image) needs 'image', a file path")
             frames = part.get("frames")
-            if kind == "video" and (not isinstance(frames, list) or not frames or not all(isinstance(f, str) for f in frames)):
+            if kind == "video" and (
+                not isinstance(frames, list) or not frames or not all(isinstance(f, str) for f in frames)
+            ):
                 raise InputError(f"{where}: message {i} part {j} (video) needs 'frames', a non-empty list of paths")
 
 

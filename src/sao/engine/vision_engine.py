@@ -63,9 +63,18 @@ class VisionEngine:
         self.eos_ids = eos_ids(self.model.generation_config, self.tokenizer)
 
     @classmethod
-    def from_spec(cls, spec: str, *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
-                  progress: bool = True) -> VisionEngine:
-        return cls(load_vision_model(spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code), progress=progress)
+    def from_spec(
+        cls,
+        spec: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+        progress: bool = True,
+    ) -> VisionEngine:
+        return cls(
+            load_vision_model(spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code), progress=progress
+        )
 
     @property
     def device(self) -> torch.device:
@@ -89,7 +98,9 @@ class VisionEngine:
 
     # ------------------------------------------------------------------ generate
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams | Sequence[SamplingParams]) -> list[Completion]:
+    def generate(
+        self, prompts: Sequence[Prompt], sampling: SamplingParams | Sequence[SamplingParams]
+    ) -> list[Completion]:
         check_call(self, "generate", prompts)
         params = per_request(sampling, len(prompts))
         check_sampling(self, params, "generate")
@@ -144,7 +155,9 @@ class VisionEngine:
         check_call(self, "score", prompts, continuations)
         targets = continuation_ids(self.tokenizer, continuations)
         results = []
-        for prompt, target in tqdm(list(zip(prompts, targets)), unit="req", desc="score", disable=not self.progress, leave=False):
+        for prompt, target in tqdm(
+            list(zip(prompts, targets)), unit="req", desc="score", disable=not self.progress, leave=False
+        ):
             results.append(TokenLogprobs(list(target), self._score_one(self.inputs(prompt), target)))  # type: ignore[arg-type]
         return results
 
@@ -158,7 +171,13 @@ class VisionEngine:
             # Every per-token tensor grows with the continuation: ids as given, the mask with ones, token-type
             # ids (Qwen2.5-VL's mm_token_type_ids, Gemma's) with zeros, as text.
             if isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape == (1, length):
-                fill = extra if key == "input_ids" else torch.ones_like(extra) if key == "attention_mask" else torch.zeros_like(extra)
+                fill = (
+                    extra
+                    if key == "input_ids"
+                    else torch.ones_like(extra)
+                    if key == "attention_mask"
+                    else torch.zeros_like(extra)
+                )
                 joined[key] = torch.cat([value, fill.to(value.dtype)], dim=1)
         logits = self.model(**joined).logits[0, length - 1 : -1].float()
         return (logits.log_softmax(-1).gather(-1, extra[0, :, None]).squeeze(-1)).tolist()

@@ -180,7 +180,9 @@ def generation_requests(
     for c, (prompt, p) in enumerate(zip(prompts, params)):
         ids, text, images = _encoded(tokenizer, processor, prompt)
         for j in range(p.n):
-            requests.append(GenerationRequest(c, j, ids, sampling_kwargs(p, sample_seed(p, j), biases.get(p)), text, images))
+            requests.append(
+                GenerationRequest(c, j, ids, sampling_kwargs(p, sample_seed(p, j), biases.get(p)), text, images)
+            )
     return requests
 
 
@@ -324,7 +326,9 @@ def text_only(prompts: Sequence[Prompt], call: str) -> None:
     """ConfigError for the first prompt with images: vLLM takes them only in `VLLMEngine.generate`."""
     for i, prompt in enumerate(prompts):
         if prompt_needs(prompt) == Capability.MULTIMODAL:
-            raise ConfigError(f"multimodal: backend 'vllm' takes images only in generate; prompt {i} of a {call} call has some")
+            raise ConfigError(
+                f"multimodal: backend 'vllm' takes images only in generate; prompt {i} of a {call} call has some"
+            )
 
 
 def load_processor(spec: str, path: str, *, trust_remote_code: bool) -> Any:
@@ -421,7 +425,9 @@ class VLLMEngine:
         check_call(self, "score", prompts, continuations)
         text_only(prompts, "score")
         requests = score_requests(self.tokenizer, prompts, continuations)
-        outputs = self._run([{"prompt_token_ids": r.prompt_token_ids} for r in requests], [SCORE_SAMPLING] * len(requests))
+        outputs = self._run(
+            [{"prompt_token_ids": r.prompt_token_ids} for r in requests], [SCORE_SAMPLING] * len(requests)
+        )
         return [to_token_logprobs(r, o) for r, o in zip(requests, outputs)]
 
     def top_logprobs(self, prompts: Sequence[Prompt], k: int) -> list[NextTokenLogprobs]:

@@ -123,7 +123,9 @@ def vision_preference_examples(processor: Any, rows: list[dict[str, Any]]) -> To
         check_conversation(prompt, f"{where}.prompt")
         chosen, rejected = (_message_text(row.get(side), f"{where}.{side}") for side in ("chosen", "rejected"))
         texts = [part["text"] for m in template_messages(prompt) for part in m["content"] if part["type"] == "text"]
-        out.tokens += sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in [*texts, *texts, chosen, rejected])
+        out.tokens += sum(
+            len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in [*texts, *texts, chosen, rejected]
+        )
         out.examples.append(
             {
                 "prompt": template_messages(prompt),

@@ -15,11 +15,13 @@ QUESTION_TYPES = ("what", "why", "how")
 class VideoSection(Section):
     source: str = Field(
         description="The videos: a folder (every .mp4/.avi/.mov/.mkv/.webm/... file in it, subfolders included) or "
-        "a JSONL file of {\"video\": path relative to the file, \"caption\": optional text}."
+        'a JSONL file of {"video": path relative to the file, "caption": optional text}.'
     )
     num_frames: int = Field(
-        4, ge=1, le=64, description="Frames sampled uniformly from each video, first and last included (paper v1 "
-        "code: 4; v3: 32)."
+        4,
+        ge=1,
+        le=64,
+        description="Frames sampled uniformly from each video, first and last included (paper v1 code: 4; v3: 32).",
     )
     max_videos: int | None = Field(None, ge=1, description="Use only the first N videos of the source (none: all).")
 
@@ -62,7 +64,11 @@ class ClipSection(Section):
 
 
 class CritiqueSection(Section):
-    temperature: float = Field(0.7, ge=0, description="Sampling temperature of the first answer a0.")
+    temperature: float = Field(
+        0.7,
+        ge=0,
+        description="Sampling temperature of the first answer a0, the critique and the revision a1 (0: greedy).",
+    )
     max_new_tokens: int = Field(256, ge=8, description="Token budget of each answer, critique and revision.")
 
 

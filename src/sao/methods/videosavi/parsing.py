@@ -12,7 +12,9 @@ from sao.methods.videosavi.config import QUESTION_TYPES
 _QUESTION = re.compile(r"^\W*(?:\d+\s*[.)]\s*)?\W*(what|why|how)\W*?\s*[:\-]\s*(.+)$", re.IGNORECASE)
 CRITERIA = ("relevance", "accuracy", "temporal grounding", "clarity")
 MAX_SCORE = 10
-_SCORE = re.compile(r"^\W*(relevance|accuracy|temporal[ _-]*grounding|clarity)\W*\s*[:=\-]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+_SCORE = re.compile(
+    r"^\W*(relevance|accuracy|temporal[ _-]*grounding|clarity)\W*\s*[:=\-]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)

@@ -40,13 +40,21 @@ def plot_pairs(store: RunStore, path: Path) -> Path | None:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     if scored:
-        left.hist([[p["chosen_score"] for p in scored], [p["rejected_score"] for p in scored]], bins=range(0, 42, 2),
-                  label=["chosen", "rejected"], color=["tab:green", "tab:red"])
+        left.hist(
+            [[p["chosen_score"] for p in scored], [p["rejected_score"] for p in scored]],
+            bins=range(0, 42, 2),
+            label=["chosen", "rejected"],
+            color=["tab:green", "tab:red"],
+        )
         left.legend()
     left.set(title=f"Self-evaluation totals (n={len(scored)})", xlabel="rubric total (0-40)", ylabel="pairs")
     if clipped:
-        right.scatter([p["clip_rejected"] for p in clipped], [p["clip_chosen"] for p in clipped], s=12,
-                      c=["tab:orange" if p["clip_swapped"] else "tab:blue" for p in clipped])
+        right.scatter(
+            [p["clip_rejected"] for p in clipped],
+            [p["clip_chosen"] for p in clipped],
+            s=12,
+            c=["tab:orange" if p["clip_swapped"] else "tab:blue" for p in clipped],
+        )
         low = min(min(p["clip_rejected"], p["clip_chosen"]) for p in clipped)
         high = max(max(p["clip_rejected"], p["clip_chosen"]) for p in clipped)
         right.plot([low, high], [low, high], color="grey", linewidth=0.8)

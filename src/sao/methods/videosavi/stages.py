@@ -141,8 +141,14 @@ def _run(
     stats: Callable[[list[dict[str, Any]]], dict[str, Any]] = drop_stats,
 ) -> StageResult:
     return run_stage(
-        ctx.store, stage, items, key=lambda r: r["id"] if isinstance(r, dict) else r.id, process=process,
-        chunk_size=ctx.chunk_size, stats=stats, progress=ctx.progress,
+        ctx.store,
+        stage,
+        items,
+        key=lambda r: r["id"] if isinstance(r, dict) else r.id,
+        process=process,
+        chunk_size=ctx.chunk_size,
+        stats=stats,
+        progress=ctx.progress,
     )
 
 
@@ -157,13 +163,25 @@ def decode_video(item: VideoItem, num_frames: int, folder: Path) -> VideoRow:
         decoded = decode_frames(item.path, num_frames)
     except VideoDecodeError as exc:
         return VideoRow(
-            id=item.id, video=item.path, caption=item.caption, frame_indices=[], frames=[], total_frames=None,
-            fps=None, drop_reason="unreadable", error=str(exc),
+            id=item.id,
+            video=item.path,
+            caption=item.caption,
+            frame_indices=[],
+            frames=[],
+            total_frames=None,
+            fps=None,
+            drop_reason="unreadable",
+            error=str(exc),
         )
     paths = save_frames(decoded.frames, decoded.indices, folder / item.id)
     return VideoRow(
-        id=item.id, video=item.path, caption=item.caption, frame_indices=decoded.indices, frames=paths,
-        total_frames=decoded.total_frames, fps=decoded.fps,
+        id=item.id,
+        video=item.path,
+        caption=item.caption,
+        frame_indices=decoded.indices,
+        frames=paths,
+        total_frames=decoded.total_frames,
+        fps=decoded.fps,
     )
 
 
@@ -182,12 +200,16 @@ def run_questions(ctx: StageContext) -> StageResult:
         requests = [
             prompts.video_turn(
                 v["frames"],
-                prompts.QUESTIONS.format(count=len(v["frames"]), caption=prompts.caption_line(v["caption"]), per_type=q.per_type),
+                prompts.QUESTIONS.format(
+                    count=len(v["frames"]), caption=prompts.caption_line(v["caption"]), per_type=q.per_type
+                ),
             )
             for v in chunk
         ]
         params = [
-            SamplingParams(temperature=q.temperature, max_new_tokens=q.max_new_tokens, seed=_seed(ctx, QUESTIONS, v["id"]))
+            SamplingParams(
+                temperature=q.temperature, max_new_tokens=q.max_new_tokens, seed=_seed(ctx, QUESTIONS, v["id"])
+            )
             for v in chunk
         ]
         rows = []
@@ -196,7 +218,9 @@ def run_questions(ctx: StageContext) -> StageResult:
             found = parse_questions(text, q.per_type)
             rows.append(
                 QuestionSet(
-                    id=video["id"], output=text, questions=[{"type": x.type, "text": x.text} for x in found],
+                    id=video["id"],
+                    output=text,
+                    questions=[{"type": x.type, "text": x.text} for x in found],
                     drop_reason=None if found else "no_questions",
                 )
             )
@@ -217,8 +241,12 @@ def question_items(ctx: StageContext) -> list[VideoQuestion]:
             counts[question["type"]] += 1
             items.append(
                 VideoQuestion(
-                    id=f"{video['id']}-{question['type']}-{k}", video_id=video["id"], video=video["video"],
-                    type=question["type"], question=question["text"], frame_indices=video["frame_indices"],
+                    id=f"{video['id']}-{question['type']}-{k}",
+                    video_id=video["id"],
+                    video=video["video"],
+                    type=question["type"],
+                    question=question["text"],
+                    frame_indices=video["frame_indices"],
                     frames=video["frames"],
                 )
             )
@@ -241,18 +269,29 @@ def run_answers(ctx: StageContext) -> StageResult:
             for t in a.temperatures:
                 requests.append(prompts.video_turn(item.frames, prompts.ANSWER.format(question=item.question)))
                 params.append(
-                    SamplingParams(temperature=t, top_p=a.top_p, max_new_tokens=a.max_new_tokens,
-                                   seed=_seed(ctx, ANSWERS, f"{item.id}@{t}"))
+                    SamplingParams(
+                        temperature=t,
+                        top_p=a.top_p,
+                        max_new_tokens=a.max_new_tokens,
+                        seed=_seed(ctx, ANSWERS, f"{item.id}@{t}"),
+                    )
                 )
         done = ctx.engine.generate(requests, params)
         rows, k = [], len(a.temperatures)
         for i, item in enumerate(chunk):
             samples = [c.samples[0] for c in done[i * k : (i + 1) * k]]
-            candidates = [Candidate(text=s.text, temperature=t, seed=s.seed, finish_reason=s.finish_reason)
-                          for s, t in zip(samples, a.temperatures)]
+            candidates = [
+                Candidate(text=s.text, temperature=t, seed=s.seed, finish_reason=s.finish_reason)
+                for s, t in zip(samples, a.temperatures)
+            ]
             usable = sum(_finished(s) for s in samples)
-            rows.append(AnswerSet(**question_fields(item), candidates=candidates,
-                                  drop_reason=None if usable >= 2 else "fewer_than_two_answers"))
+            rows.append(
+                AnswerSet(
+                    **question_fields(item),
+                    candidates=candidates,
+                    drop_reason=None if usable >= 2 else "fewer_than_two_answers",
+                )
+            )
         return rows
 
     return _run(ctx, ANSWERS, question_items(ctx), process)
@@ -269,7 +308,9 @@ def run_evaluations(ctx: StageContext) -> StageResult:
             if c["finish_reason"] == "stop" and c["text"].strip()
         ]
         requests = [
-            prompts.video_turn(row["frames"], prompts.RUBRIC.format(question=row["question"], answer=row["candidates"][i]["text"]))
+            prompts.video_turn(
+                row["frames"], prompts.RUBRIC.format(question=row["question"], answer=row["candidates"][i]["text"])
+            )
             for row, i in asked
         ]
         outputs = ctx.engine.generate(requests, SamplingParams(temperature=0, max_new_tokens=e.max_new_tokens))
@@ -278,8 +319,13 @@ def run_evaluations(ctx: StageContext) -> StageResult:
             text = completion.samples[0].text
             rubric = parse_rubric(text)
             scores = (
-                {"relevance": rubric.relevance, "accuracy": rubric.accuracy, "temporal_grounding": rubric.temporal_grounding,
-                 "clarity": rubric.clarity, "total": rubric.total}
+                {
+                    "relevance": rubric.relevance,
+                    "accuracy": rubric.accuracy,
+                    "temporal_grounding": rubric.temporal_grounding,
+                    "clarity": rubric.clarity,
+                    "total": rubric.total,
+                }
                 if rubric
                 else dict.fromkeys(("relevance", "accuracy", "temporal_grounding", "clarity", "total"))
             )
@@ -289,8 +335,14 @@ def run_evaluations(ctx: StageContext) -> StageResult:
             rubrics = by_row[row["id"]]
             failures = sum(r.total is None for r in rubrics)
             parsed = len(rubrics) - failures
-            rows.append(Evaluation(id=row["id"], rubrics=rubrics, parse_failures=failures,
-                                   drop_reason=None if parsed >= 2 else "fewer_than_two_rubrics"))
+            rows.append(
+                Evaluation(
+                    id=row["id"],
+                    rubrics=rubrics,
+                    parse_failures=failures,
+                    drop_reason=None if parsed >= 2 else "fewer_than_two_rubrics",
+                )
+            )
         return rows
 
     return _run(ctx, EVALUATIONS, kept(ctx.store.rows(ANSWERS)), process, evaluation_stats)
@@ -301,51 +353,80 @@ def evaluation_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------- critique variant
-def _generated(ctx: StageContext, stage: str, items: list[Any], ask: Callable[[Any], str], temperature: float) -> StageResult:
+def _generated(ctx: StageContext, stage: str, items: list[Any], ask: Callable[[Any], str]) -> StageResult:
     c = ctx.section.critique
 
     def process(chunk: list[Any]) -> list[Generated]:
         requests = [prompts.video_turn(question_fields(item)["frames"], ask(item)) for item in chunk]
         params = [
-            SamplingParams(temperature=temperature, max_new_tokens=c.max_new_tokens, seed=_seed(ctx, stage, question_fields(item)["id"]))
+            SamplingParams(
+                temperature=c.temperature,
+                max_new_tokens=c.max_new_tokens,
+                seed=_seed(ctx, stage, question_fields(item)["id"]),
+            )
             for item in chunk
         ]
         rows = []
         for item, completion in zip(chunk, ctx.engine.generate(requests, params)):
             sample = completion.samples[0]
-            rows.append(Generated(**question_fields(item), text=sample.text, seed=sample.seed, finish_reason=sample.finish_reason,
-                                  drop_reason=None if _finished(sample) else "unfinished"))
+            rows.append(
+                Generated(
+                    **question_fields(item),
+                    text=sample.text,
+                    seed=sample.seed,
+                    finish_reason=sample.finish_reason,
+                    drop_reason=None if _finished(sample) else "unfinished",
+                )
+            )
         return rows
 
     return _run(ctx, stage, items, process)
 
 
 def run_drafts(ctx: StageContext) -> StageResult:
-    return _generated(ctx, DRAFTS, question_items(ctx), lambda q: prompts.ANSWER.format(question=q.question),
-                      ctx.section.critique.temperature)
+    return _generated(ctx, DRAFTS, question_items(ctx), lambda q: prompts.ANSWER.format(question=q.question))
 
 
 def run_critiques(ctx: StageContext) -> StageResult:
-    return _generated(ctx, CRITIQUES, kept(ctx.store.rows(DRAFTS)),
-                      lambda d: prompts.CRITIQUE.format(question=d["question"], answer=d["text"]), 0.0)
+    return _generated(
+        ctx,
+        CRITIQUES,
+        kept(ctx.store.rows(DRAFTS)),
+        lambda d: prompts.CRITIQUE.format(question=d["question"], answer=d["text"]),
+    )
 
 
 def run_revisions(ctx: StageContext) -> StageResult:
     drafts = {d["id"]: d for d in ctx.store.rows(DRAFTS)}
     return _generated(
-        ctx, REVISIONS, kept(ctx.store.rows(CRITIQUES)),
-        lambda c: prompts.REVISION.format(question=c["question"], answer=drafts[c["id"]]["text"], critique=c["text"]), 0.0,
+        ctx,
+        REVISIONS,
+        kept(ctx.store.rows(CRITIQUES)),
+        lambda c: prompts.REVISION.format(question=c["question"], answer=drafts[c["id"]]["text"], critique=c["text"]),
     )
 
 
 # -------------------------------------------------------------------------------------------------- pairs
 def _pair(ctx: StageContext, question: dict[str, Any], chosen: str, rejected: str, **fields: Any) -> VideoPair:
     return VideoPair(
-        id=question["id"], video=question["video"], type=question["type"], frame_indices=question["frame_indices"],
+        id=question["id"],
+        video=question["video"],
+        type=question["type"],
+        frame_indices=question["frame_indices"],
         prompt=prompts.video_turn(question["frames"], prompts.ANSWER.format(question=question["question"])),
-        chosen=[{"role": "assistant", "content": chosen}], rejected=[{"role": "assistant", "content": rejected}],
-        iteration=ctx.iteration, **({"chosen_score": None, "rejected_score": None, "clip_chosen": None,
-                                     "clip_rejected": None, "clip_swapped": False} | fields),
+        chosen=[{"role": "assistant", "content": chosen}],
+        rejected=[{"role": "assistant", "content": rejected}],
+        iteration=ctx.iteration,
+        **(
+            {
+                "chosen_score": None,
+                "rejected_score": None,
+                "clip_chosen": None,
+                "clip_rejected": None,
+                "clip_swapped": False,
+            }
+            | fields
+        ),
     )
 
 
@@ -372,8 +453,17 @@ def rubric_pairs(ctx: StageContext, scorer: Any) -> StageResult:
                 if swapped:
                     chosen, rejected, sim_c, sim_r = rejected, chosen, sim_r, sim_c
                 fields = {"clip_chosen": sim_c, "clip_rejected": sim_r, "clip_swapped": swapped}
-            rows.append(_pair(ctx, question, texts[chosen], texts[rejected], chosen_score=totals[chosen],
-                              rejected_score=totals[rejected], **fields))
+            rows.append(
+                _pair(
+                    ctx,
+                    question,
+                    texts[chosen],
+                    texts[rejected],
+                    chosen_score=totals[chosen],
+                    rejected_score=totals[rejected],
+                    **fields,
+                )
+            )
         return rows
 
     return _run(ctx, PAIRS, kept(ctx.store.rows(EVALUATIONS)), process, pair_stats)
@@ -412,4 +502,3 @@ def run_pairs(ctx: StageContext) -> StageResult:
     done = {r["id"] for r in ctx.store.rows(PAIRS)}
     todo = [r for r in kept(ctx.store.rows(EVALUATIONS)) if r["id"] not in done]
     return rubric_pairs(ctx, clip_scorer(ctx.section, ctx.trust_remote_code) if todo else None)
-
