@@ -221,3 +221,125 @@ def test_vllm_requests_carry_images_as_multi_modal_data(tmp_path, frames):
         text_only([text, video], "score")
     with pytest.raises(Exception, match=r"not a vision-language model"):
         generation_requests(processor.tokenizer, [video], SamplingParams(), None)
+
+
+# --------------------------------------------------------------------------------------------- training
+@pytest.mark.parametrize("build", [build_qwen2_vl, build_llava_onevision], ids=["qwen2_vl", "llava_onevision"])
+def test_dpo_on_frames_starts_at_ln2_and_trains_the_vision_tower(build, tmp_path, frames):
+    import math
+
+    from safetensors.torch import load_file
+
+    from sao.recipe import validate
+    from sao.train.config import TrainConfig
+    from sao.train.run import run_train
+
+    model = build(tmp_path / "model")
+    rows = [
+        {
+            "id": f"p{i}",
+            "prompt": video_turn(frames, f"What moves in clip {i}?"),
+            "chosen": [{"role": "assistant", "content": "A red square moves to the right."}],
+            "rejected": [{"role": "assistant", "content": "Nothing happens."}],
+        }
+        for i in range(4)
+    ]
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = validate(
+        TrainConfig,
+        dict(
+            trainer="dpo",
+            learning_rate=1e-3,
+            lr_scheduler="constant",
+            warmup_ratio=0.0,
+            epochs=1,
+            batch_size=2,
+            report_to="none",
+            gradient_checkpointing=False,
+            max_length=1024,
+            dtype="float32",
+        ),
+    )
+    result = run_train(config, str(model), pairs, tmp_path / "out", progress=False)
+    assert math.isclose(result.metrics["first_loss"], math.log(2), abs_tol=1e-4)
+    assert result.metrics["examples"] == 4 and result.metrics["tokens_per_epoch"] > 0
+    before, after = load_file(str(model / "model.safetensors")), load_file(str(result.model_dir / "model.safetensors"))
+    vision = [k for k in before if "visual" in k or "vision_tower" in k]
+    assert vision and any(not before[k].equal(after[k]) for k in vision)
+    assert (result.model_dir / "processor_config.json").is_file()  # the processor is saved beside the model
+
+
+def test_pairs_with_frames_refuse_a_text_model_and_a_trainer_without_images(tmp_path, frames, tiny_model_dir):
+    from sao.errors import ConfigError
+    from sao.recipe import validate
+    from sao.train.config import TrainConfig
+    from sao.train.run import run_train
+
+    row = {"id": "p0", "prompt": video_turn(frames, "What moves?"), "chosen": "A square.", "rejected": "A dog."}
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps(row) + "\n")
+    with pytest.raises(
+        InputError, match=r"pairs\.jsonl: the pairs hold images or video frames but the model is a text"
+    ):
+        run_train(
+            validate(TrainConfig, {"trainer": "dpo", "report_to": "none"}),
+            str(tiny_model_dir),
+            pairs,
+            tmp_path / "a",
+            progress=False,
+        )
+    with pytest.raises(
+        ConfigError, match=r"^train\.trainer: pairs with images train with dpo, ipo, robust_dpo, not simpo"
+    ):
+        run_train(
+            validate(TrainConfig, {"trainer": "simpo", "report_to": "none"}),
+            str(build_qwen2_vl(tmp_path / "m")),
+            pairs,
+            tmp_path / "b",
+            progress=False,
+        )
+
+
+# ------------------------------------------------------------------------------------------------ config
+@pytest.mark.parametrize(
+    ("synth", "field"),
+    [
+        ({}, "synth.videos"),
+        ({"videos": {"source": "v", "num_frames": 0}}, "synth.videos.num_frames"),
+        ({"videos": {"source": "v"}, "answers": {"temperatures": [0.0, 0.5]}}, "synth.answers.temperatures"),
+        ({"videos": {"source": "v"}, "answers": {"temperatures": [0.5]}}, "synth.answers.temperatures"),
+        ({"videos": {"source": "v"}, "variant": "sft"}, "synth.variant"),
+    ],
+)
+def test_bad_settings_get_one_line_naming_the_field(synth, field):
+    from sao.errors import ConfigError
+    from sao.loop.config import validate_run
+
+    with pytest.raises(ConfigError, match=rf"^{field}: ") as err:
+        validate_run({"method": "videosavi", "synth": synth})
+    assert "\n" not in str(err.value)
+
+
+def test_the_checkpoints_sampling_defaults_do_not_change_what_sao_asks_for(tmp_path, frames):
+    from transformers import GenerationConfig
+
+    from sao.engine.vision_engine import VisionEngine
+
+    plain = build_qwen2_vl(tmp_path / "plain")
+    shipped = build_qwen2_vl(tmp_path / "shipped")  # the same weights, with Qwen2-VL-Instruct's kind of defaults
+    config = GenerationConfig.from_pretrained(shipped)
+    config.update(top_k=1, top_p=0.001, repetition_penalty=5.0, do_sample=True, temperature=0.01)
+    config.save_pretrained(shipped)
+    question = video_turn(frames, "What moves?")
+    params = SamplingParams(n=3, temperature=1.0, max_new_tokens=8, seed=11)
+    texts = [
+        [
+            s.token_ids
+            for s in VisionEngine.from_spec(str(m), dtype="float32", progress=False)
+            .generate([question], params)[0]
+            .samples
+        ]
+        for m in (plain, shipped)
+    ]
+    assert texts[0] == texts[1] and len({tuple(t) for t in texts[0]}) > 1

@@ -61,6 +61,14 @@ class VisionEngine:
         self.tokenizer = loaded.tokenizer
         self.progress = progress
         self.eos_ids = eos_ids(self.model.generation_config, self.tokenizer)
+        from transformers import GenerationConfig
+
+        # generate fills every setting a call leaves unset from the model's generation_config, and checkpoints ship
+        # sampling defaults there (Qwen2-VL-Instruct: top_k 1, top_p 0.001, a repetition penalty) that would change
+        # what sao's SamplingParams ask for. This engine's copy of the model keeps only its special tokens.
+        self.model.generation_config = GenerationConfig(
+            eos_token_id=sorted(self.eos_ids), pad_token_id=self.tokenizer.pad_token_id
+        )
 
     @classmethod
     def from_spec(
@@ -125,14 +133,9 @@ class VisionEngine:
     def _sample(self, inputs: dict[str, Any], params: SamplingParams, seed: int | None, stops: StopStrings) -> Sample:
         options: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "do_sample": not params.greedy}
         if not params.greedy:
+            options.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)  # top_k 0: all
             torch.manual_seed(seed)  # generate draws from the global generator; one sample per call keeps it ours
-            options.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None)
-        output = self.model.generate(
-            **inputs,
-            **options,
-            eos_token_id=sorted(self.eos_ids),
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
+        output = self.model.generate(**inputs, **options)
         generated = output[0, inputs["input_ids"].shape[1] :].tolist()
         finish, eos = "length", None
         for position, token in enumerate(generated):
