@@ -326,13 +326,13 @@ def test_the_checkpoints_sampling_defaults_do_not_change_what_sao_asks_for(tmp_p
 
     from sao.engine.vision_engine import VisionEngine
 
-    plain = build_qwen2_vl(tmp_path / "plain")
-    shipped = build_qwen2_vl(tmp_path / "shipped")  # the same weights, with Qwen2-VL-Instruct's kind of defaults
+    plain = build_qwen2_vl(tmp_path / "plain", chatty=True)  # ends its turns within a few tokens
+    shipped = build_qwen2_vl(tmp_path / "shipped", chatty=True)  # the same weights, with defaults of its own
     config = GenerationConfig.from_pretrained(shipped)
-    config.update(top_k=1, top_p=0.001, repetition_penalty=5.0, do_sample=True, temperature=0.01)
+    config.update(top_k=1, top_p=0.001, repetition_penalty=5.0, do_sample=True, temperature=0.01, min_new_tokens=8)
     config.save_pretrained(shipped)
     question = video_turn(frames, "What moves?")
-    params = SamplingParams(n=3, temperature=1.0, max_new_tokens=8, seed=11)
+    params = SamplingParams(n=12, temperature=0.7, max_new_tokens=16, seed=11)
     texts = [
         [
             s.token_ids
@@ -343,3 +343,4 @@ def test_the_checkpoints_sampling_defaults_do_not_change_what_sao_asks_for(tmp_p
         for m in (plain, shipped)
     ]
     assert texts[0] == texts[1] and len({tuple(t) for t in texts[0]}) > 1
+    assert min(len(t) for t in texts[0]) < 8  # min_new_tokens 8, had it applied, would have kept every EOS away
