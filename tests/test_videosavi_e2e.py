@@ -79,7 +79,12 @@ def test_one_iteration_writes_every_stage_and_trains_the_vision_tower(setup):
     assert stages["videos"]["stats"]["dropped"] == {"unreadable": 1}  # broken.mp4: counted, the run went on
     videos = {v["id"]: v for v in _rows(synth / "videos.jsonl")}
     assert "broken" in next(v for v in videos.values() if v["drop_reason"])["error"]
-    assert {q["type"] for row in _rows(synth / "questions.jsonl") for q in row["questions"]} == {"what", "why", "how"}
+    questions = _rows(synth / "questions.jsonl")
+    assert {q["type"] for row in questions for q in row["questions"]} == {"what", "why", "how"}
+    assert all(row["frame_indices"] == videos[row["id"]]["frame_indices"] for row in questions)
+    for row in _rows(synth / "answers.jsonl"):  # each answer row keeps its question's type, video and frames
+        assert row["type"] in row["id"] and row["frame_indices"] == videos[row["video_id"]]["frame_indices"]
+        assert row["video"] == videos[row["video_id"]]["video"]
     assert stages["evaluations"]["stats"]["rubric_parse_failures"] > 0  # malformed rubrics counted, not fatal
 
     pairs = [p for p in _rows(synth / "pairs.jsonl") if p["drop_reason"] is None]
@@ -106,6 +111,7 @@ def test_one_iteration_writes_every_stage_and_trains_the_vision_tower(setup):
     # The saved model reloads offline and answers about a video it has not seen.
     script = """
 import sys
+from pathlib import Path
 from sao.engine.backends import build_backend
 from sao.engine.config import EngineSection
 from sao.engine.types import SamplingParams

@@ -52,6 +52,8 @@ class QuestionSet(BaseModel):
 
     id: str  # the video's id
     schema_version: int = 1
+    video: str
+    frame_indices: list[int]
     output: str
     questions: list[dict[str, str]]  # {"type", "text"}
     drop_reason: str | None = None
@@ -219,6 +221,8 @@ def run_questions(ctx: StageContext) -> StageResult:
             rows.append(
                 QuestionSet(
                     id=video["id"],
+                    video=video["video"],
+                    frame_indices=video["frame_indices"],
                     output=text,
                     questions=[{"type": x.type, "text": x.text} for x in found],
                     drop_reason=None if found else "no_questions",
