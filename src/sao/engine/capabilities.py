@@ -101,6 +101,21 @@ CAPABILITIES: dict[str, frozenset[Capability]] = {
 }
 
 
+# A vision-language model's in-process engine (`sao.engine.vision_engine`): message parts and scoring.
+VISION = frozenset({Capability.SCORE, Capability.MULTIMODAL})
+
+
+def model_capabilities(model: str, settings: EngineSection) -> frozenset[Capability]:
+    """What the engine ``settings`` build on ``model`` can do: `backend_capabilities`, narrowed for the
+    transformers backend by the model's kind (its config.json, read without loading it): a text model's engine
+    or a VLM's (`VISION`)."""
+    if engine_kind(settings) != "transformers":
+        return backend_capabilities(settings)
+    from sao.models import is_vision_model
+
+    return VISION if is_vision_model(model) else IN_PROCESS
+
+
 def openai_kind(api: str) -> str:
     """The OpenAI engine's kind: its two apis can do different things."""
     return f"openai (api: {api})"

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from tqdm.auto import tqdm
 
-from sao.engine.capabilities import Capability, backend_capabilities, check_call, check_sampling, engine_kind, require
+from sao.engine.capabilities import Capability, check_call, check_sampling, engine_kind, model_capabilities, require
 from sao.engine.config import EngineSection, RaySection
 from sao.engine.types import (
     Completion,
@@ -245,7 +245,8 @@ class RayEngine:
         base_model: the model ``model`` was trained from, passed to each actor's backend
             (`sao.engine.backends.build_backend`).
 
-    Its ``kind`` and ``capabilities`` are its backend's: every actor runs that backend.
+    Its ``kind`` and ``capabilities`` are its backend's on its model (`model_capabilities`): every actor runs that
+    backend on that model.
     """
 
     def __init__(
@@ -260,7 +261,7 @@ class RayEngine:
         self.settings = settings
         self.progress = progress
         self.kind = engine_kind(settings)
-        self.capabilities = backend_capabilities(settings)
+        self.capabilities = model_capabilities(model, settings)  # every actor runs this backend on this model
         ray = import_ray()
         initialised = connect(ray, settings.ray.address)
         try:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sao.engine.capabilities import Capability, check_call, check_sampling, require
+from sao.engine.capabilities import VISION, Capability, check_call, check_sampling, require
 from sao.engine.chat_template import check_conversation
 from sao.engine.decoding import eos_ids
 from sao.engine.media import image_paths, template_messages
@@ -38,8 +38,6 @@ from sao.errors import ConfigError
 from sao.models import LoadedModel, load_vision_model
 from sao.video.frames import load_images
 
-CAPABILITIES = frozenset({Capability.SCORE, Capability.MULTIMODAL})
-
 
 class VisionEngine:
     """A transformers VLM (``AutoModelForImageTextToText`` + ``AutoProcessor``) behind the `Engine` interface.
@@ -50,7 +48,7 @@ class VisionEngine:
     """
 
     kind = "transformers"
-    capabilities = CAPABILITIES
+    capabilities = VISION
 
     def __init__(self, loaded: LoadedModel, *, progress: bool = True):
         if loaded.processor is None:
