@@ -224,8 +224,12 @@ def test_vllm_requests_carry_images_as_multi_modal_data(tmp_path, frames):
 
 
 # --------------------------------------------------------------------------------------------- training
-@pytest.mark.parametrize("build", [build_qwen2_vl, build_llava_onevision], ids=["qwen2_vl", "llava_onevision"])
-def test_dpo_on_frames_starts_at_ln2_and_trains_the_vision_tower(build, tmp_path, frames):
+@pytest.mark.parametrize(
+    ("build", "dtype"),
+    [(build_qwen2_vl, "float32"), (build_llava_onevision, "float32"), (build_qwen2_vl, "bfloat16")],
+    ids=["qwen2_vl", "llava_onevision", "qwen2_vl-bf16"],
+)
+def test_dpo_on_frames_starts_at_ln2_and_trains_the_vision_tower(build, dtype, tmp_path, frames):
     import math
 
     from safetensors.torch import load_file
@@ -258,10 +262,11 @@ def test_dpo_on_frames_starts_at_ln2_and_trains_the_vision_tower(build, tmp_path
             report_to="none",
             gradient_checkpointing=False,
             max_length=1024,
-            dtype="float32",
+            dtype=dtype,
         ),
     )
     result = run_train(config, str(model), pairs, tmp_path / "out", progress=False)
+    assert result.metrics["compute_dtype"] == dtype
     assert math.isclose(result.metrics["first_loss"], math.log(2), abs_tol=1e-4)
     assert result.metrics["examples"] == 4 and result.metrics["tokens_per_epoch"] > 0
     before, after = load_file(str(model / "model.safetensors")), load_file(str(result.model_dir / "model.safetensors"))
@@ -344,3 +349,23 @@ def test_the_checkpoints_sampling_defaults_do_not_change_what_sao_asks_for(tmp_p
     ]
     assert texts[0] == texts[1] and len({tuple(t) for t in texts[0]}) > 1
     assert min(len(t) for t in texts[0]) < 8  # min_new_tokens 8, had it applied, would have kept every EOS away
+
+
+def test_the_vlm_engine_in_bf16_scores_as_in_float32_within_its_precision(tmp_path, frames):
+    """``dtype: auto`` is bf16 on CPUs with native bf16, float32 on the others: both paths run here, forced."""
+    from sao.engine.vision_engine import VisionEngine
+
+    model = str(build_qwen2_vl(tmp_path / "qwen"))
+    question = video_turn(frames, "What moves?")
+    scored = {
+        dtype: VisionEngine.from_spec(model, dtype=dtype, progress=False).score([question], ["A red square moves."])[0]
+        for dtype in ("float32", "bfloat16")
+    }
+    # bf16 keeps 8 bits of mantissa: a log-prob near -6 is good to a few hundredths.
+    assert scored["bfloat16"].logprobs == pytest.approx(scored["float32"].logprobs, abs=0.1)
+    sample = (
+        VisionEngine.from_spec(model, dtype="bfloat16", progress=False)
+        .generate([question], SamplingParams(temperature=1.0, max_new_tokens=4, seed=2))[0]
+        .samples[0]
+    )
+    assert len(sample.token_ids) == 4 or sample.finish_reason == "stop"
