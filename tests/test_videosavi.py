@@ -234,9 +234,8 @@ def test_dpo_on_frames_starts_at_ln2_and_trains_the_vision_tower(build, dtype, t
 
     from safetensors.torch import load_file
 
-    from sao.recipe import validate
-    from sao.train.config import TrainConfig
     from sao.train.run import run_train
+    from test_train import fast
 
     model = build(tmp_path / "model")
     rows = [
@@ -250,21 +249,7 @@ def test_dpo_on_frames_starts_at_ln2_and_trains_the_vision_tower(build, dtype, t
     ]
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = validate(
-        TrainConfig,
-        dict(
-            trainer="dpo",
-            learning_rate=1e-3,
-            lr_scheduler="constant",
-            warmup_ratio=0.0,
-            epochs=1,
-            batch_size=2,
-            report_to="none",
-            gradient_checkpointing=False,
-            max_length=1024,
-            dtype=dtype,
-        ),
-    )
+    config = fast(trainer="dpo", epochs=1, batch_size=2, max_length=1024, dtype=dtype)
     result = run_train(config, str(model), pairs, tmp_path / "out", progress=False)
     assert result.metrics["compute_dtype"] == dtype
     assert math.isclose(result.metrics["first_loss"], math.log(2), abs_tol=1e-4)
