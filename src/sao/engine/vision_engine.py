@@ -10,6 +10,7 @@ whatever else is asked) at the cost of batching: on a GPU, the vLLM engine is th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -116,8 +117,13 @@ class VisionEngine:
         bar = tqdm(total=total, unit="sample", desc="generate", disable=not self.progress, leave=False)
         completions = []
         try:
+            # A question asked at five temperatures is one conversation: its frames are read and processed once.
+            encoded: dict[str, dict[str, Any]] = {}
             for prompt, p in zip(prompts, params):
-                inputs = self.inputs(prompt)  # type: ignore[arg-type]
+                key = json.dumps(prompt, sort_keys=True, default=str)
+                if key not in encoded:
+                    encoded[key] = self.inputs(prompt)  # type: ignore[arg-type]
+                inputs = encoded[key]
                 stops = StopStrings(self.tokenizer, p.stop)
                 samples = []
                 for j in range(p.n):
