@@ -512,6 +512,10 @@ def judge_eval(
     ] = None,
     mode: Annotated[str | None, typer.Option(help="logprob or generate.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N pairs.")] = None,
+    max_answer_tokens: Annotated[
+        int | None,
+        typer.Option(min=1, help="Cut each answer to this many of the judge's tokens (judge.max_answer_tokens)."),
+    ] = None,
     recipe: Annotated[
         Path | None,
         typer.Option(
@@ -537,6 +541,7 @@ def judge_eval(
     if parts.model and "model" not in (values.get("judge") or {}):
         values = set_field(values, "judge.model", parts.model)
     flags = {"pairs": str(pairs), "judge.model": judge, "judge.mode": mode, "limit": limit}
+    flags["judge.max_answer_tokens"] = max_answer_tokens
     if judge in SIGNALS:  # a signal, not a model: SAR or RAIN's evaluator under the model the judge would be
         flags |= {"judge.model": None, "judge.signal": judge}
     for key, value in flags.items():

@@ -23,6 +23,7 @@ from sao.engine import Engine
 from sao.eval.metrics import position_consistency
 from sao.judge import rain
 from sao.judge.config import PROMPT, RAIN, SAR, JudgeSection
+from sao.judge.cut import answer_cut
 from sao.judge.sar import preference, score_answers
 from sao.judge.verdict import JudgeRequest, run_judge
 from sao.stage import StageResult, drop_stats, kept, run_stage
@@ -97,8 +98,10 @@ def items_digest(items: list[PairItem]) -> str:
 def judge_chunk(engine: Engine, items: list[PairItem], judge: JudgeSection) -> list[PairVerdict]:
     """Both orders of every item, judged in one engine call, averaged into P(A better)."""
     requests = []
+    cut = answer_cut(engine, judge.max_answer_tokens)
     for r, item in enumerate(items):
-        for first, second, texts in ((A, B, [item.a, item.b]), (B, A, [item.b, item.a])):
+        a, b = cut([item.a, item.b])
+        for first, second, texts in ((A, B, [a, b]), (B, A, [b, a])):
             content = build_judge_prompt(item.prompt, texts, judge.template)
             requests.append(JudgeRequest(r, first, second, [{"role": "user", "content": content}]))
     judgements = run_judge(engine, requests, judge.mode, judge.max_new_tokens)

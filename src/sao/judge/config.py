@@ -48,6 +48,13 @@ class JudgeSection(Section):
     )
     template: str = Field(JUDGE_TEMPLATE, description="Judge request; {prompt} and {responses} are filled in.")
     max_new_tokens: int = Field(16, ge=4, description="Token budget of a generated ranking (mode 'generate').")
+    max_answer_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Cut each answer to its first this many tokens (the judge model's) before it goes into the "
+        "judge prompt; default: whole answers. A judge reads every token of both answers, so long answers "
+        "(AlpacaEval's) cost small machines seconds per verdict. Signal 'prompt' only.",
+    )
     engine: EngineSection | None = Field(
         None,
         description="Engine of a named judge, e.g. backend 'openai' for a judge behind an OpenAI-compatible "
@@ -87,18 +94,28 @@ class JudgeSection(Section):
             raise ValueError("engine: a 'self' judge runs on the answering model's engine; name a judge model too")
         return self
 
+    @model_validator(mode="after")
+    def _cut_prompted_answers(self) -> JudgeSection:
+        if self.max_answer_tokens is not None and self.signal != PROMPT:
+            raise ValueError(
+                f"max_answer_tokens: cuts the answers of a prompted judge; signal '{self.signal}' scores them whole"
+            )
+        return self
+
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         return self.recorded(handler(self))
 
     def recorded(self, data: dict[str, Any]) -> dict[str, Any]:
         """``data`` (the section's fields) as manifests and rows record them: the signal only when it is not
-        'prompt', and RAIN's criterion only under 'rain', so that a prompted judge's files and config hashes are
-        those written before SAR (issue 18)."""
+        'prompt', RAIN's criterion only under 'rain' and the answer budget only when set, so that a prompted
+        judge's files and config hashes are those written before SAR (issue 18) and the budget (issue 21)."""
         if self.signal == PROMPT:
             data.pop("signal", None)
         if self.signal != RAIN:
             data.pop("rain_criterion", None)
+        if self.max_answer_tokens is None:  # files and hashes as before the budget existed (issue 21)
+            data.pop("max_answer_tokens", None)
         return data
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from sao.engine import Engine
 from sao.judge.config import SynthJudgeSection
+from sao.judge.cut import Cut, answer_cut
 from sao.judge.verdict import Judgement, JudgeRequest, run_judge
 from sao.stage import StageResult, drop_stats, kept, run_stage
 from sao.store import RunStore
@@ -47,11 +48,12 @@ class JudgementRow(BaseModel):
     drop_reason: str | None = None
 
 
-def judge_requests(rows: list[dict[str, Any]], judge: SynthJudgeSection) -> list[JudgeRequest]:
-    """Round-robin over each row's usable samples, in one order or both."""
+def judge_requests(rows: list[dict[str, Any]], judge: SynthJudgeSection, cut: Cut = list) -> list[JudgeRequest]:
+    """Round-robin over each row's usable samples, in one order or both; ``cut`` shortens the answers
+    (`sao.judge.cut`: ``judge.max_answer_tokens``)."""
     requests = []
     for r, row in enumerate(rows):
-        texts = {i: row["samples"][i]["text"] for i in row["usable"]}
+        texts = dict(zip(row["usable"], cut([row["samples"][i]["text"] for i in row["usable"]])))
         for x, y in round_robin(len(row["usable"])):
             a, b = row["usable"][x], row["usable"][y]
             orders = [(a, b), (b, a)] if judge.order == "swap" else [(a, b)]
@@ -93,7 +95,7 @@ def decide(row_id: str, usable: list[int], judgements: list[Judgement], judge: S
 
 
 def make_rows(engine: Engine, config: SynthConfig, chunk: list[dict[str, Any]]) -> list[JudgementRow]:
-    requests = judge_requests(chunk, config.judge)
+    requests = judge_requests(chunk, config.judge, answer_cut(engine, config.judge.max_answer_tokens))
     judgements = run_judge(engine, requests, config.judge.mode, config.judge.max_new_tokens)
     per_row: list[list[Judgement]] = [[] for _ in chunk]
     for q, j in zip(requests, judgements):

@@ -14,6 +14,7 @@ from sao.engine import SamplingParams, derive_seed
 from sao.eval.formats import Instruction, read_instructions, read_outputs
 from sao.hf_data import hf_column
 from sao.judge.config import SAR
+from sao.judge.cut import answer_cut
 from sao.methods.dno.config import DNOConfig, DNOPairSection
 from sao.methods.dno.mixing import mix
 from sao.methods.dno.pairwise import pairwise_scores
@@ -221,10 +222,12 @@ def run_scores(ctx: StageContext) -> StageResult:
         if section.judge.signal == SAR:
             conversations = [prompts[row["id"]]["messages"] for row in chunk]
             return sar_rows(ctx.judge, conversations, chunk, line_ups, section.pairs)
-        asked = [
-            (prompts[row["id"]]["messages"][-1]["content"], [t for _, _, t in c]) for row, c in zip(chunk, line_ups)
-        ]
         j = section.judge
+        cut = answer_cut(ctx.judge, j.max_answer_tokens)
+        asked = [
+            (prompts[row["id"]]["messages"][-1]["content"], cut([t for _, _, t in c]))
+            for row, c in zip(chunk, line_ups)
+        ]
         if j.scoring == "pairwise":
             scored = pairwise_scores(ctx.judge, asked, j.pairwise_template, j.mode, j.max_new_tokens)
             outputs = [""] * len(chunk)  # the verdicts are log-probs or rankings, summarised in the scores
