@@ -13,7 +13,15 @@ Methods, timed in one process on the same judge requests:
 - ``logprob_unshared``: the same two continuations scored in separate calls, i.e. two passes
   per request, as before the shared pass existed (the lever's own ratio);
 - ``generate``: mode ``generate``: a greedy ranking of up to ``max_new_tokens`` (the judge
-  config's default, 16) decoded and parsed.
+  config's default, 16) decoded and parsed;
+- ``logprob_no_reuse``: the log-prob judge with the engines' prefix KV reuse off (the transformers
+  engine's prefix cache, llama.cpp's prefix stream): the judge as it was when issue 21 was filed. The
+  judge prompts of one batch share the instructions (and both orders of a pair the question too), which
+  the reuse computes once;
+- ``logprob_cut``: the log-prob judge on answers cut to ``--cut-tokens`` tokens
+  (``judge.max_answer_tokens``, `sao.judge.cut`): what cutting long answers saves;
+- ``logprob_<dtype>`` (transformers only): the engine in the precision ``dtype: auto`` does not pick
+  here, with how far its verdicts lie from the chosen precision's (``verdicts_vs_other_dtype``).
 
 Both in-process engines are measured (transformers, and llama.cpp when installed). Figures
 are pairs/s, medians of ``--reps`` interleaved runs. The compute bound beside them is the
@@ -36,28 +44,43 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(__file__))
 from machine import compute_bound_tok_s, machine_record  # noqa: E402
 from mt_bench_data import answers_file, mt_bench_file  # noqa: E402
+from rain_decode import without_kv_reuse  # noqa: E402
 from report import median_time, write_result  # noqa: E402
 from sao.engine.config import EngineSection  # noqa: E402
 from sao.engine.factory import build_engine  # noqa: E402
 from sao.eval.formats import read_instructions, read_outputs  # noqa: E402
 from sao.judge.config import JudgeSection  # noqa: E402
+from sao.judge.cut import Cut, answer_cut  # noqa: E402
 from sao.judge.verdict import JudgeRequest, run_judge  # noqa: E402
 from sao.synth.ranking import RANKING_PREFIX, build_judge_prompt  # noqa: E402
 
 
-def judge_requests(mt_bench: Path | None, pairs: int, answer_chars: int) -> list[JudgeRequest]:
-    """Both orders of ``pairs`` answer pairs, as the judge stage builds them (``mt_bench``: see `mt_bench_file`)."""
+def judge_requests(mt_bench: Path | None, pairs: int, answer_chars: int, cut: Cut = list) -> list[JudgeRequest]:
+    """Both orders of ``pairs`` answer pairs, as the judge stage builds them (``mt_bench``: see `mt_bench_file`),
+    the answers cut to ``answer_chars`` characters and then by ``cut`` (`sao.judge.cut`)."""
     questions = read_instructions(mt_bench_file("question.jsonl", mt_bench))
     a = read_outputs(answers_file("gpt-3.5-turbo", mt_bench))
     b = read_outputs(answers_file("alpaca-13b", mt_bench))
     chosen = random.Random(0).sample(questions, pairs)
     requests = []
     for row, q in enumerate(chosen):
-        answers = [a[q.id].text[:answer_chars], b[q.id].text[:answer_chars]]
+        answers = cut([a[q.id].text[:answer_chars], b[q.id].text[:answer_chars]])
         for first, second in ((0, 1), (1, 0)):
             text = build_judge_prompt(q.messages[0]["content"], [answers[first], answers[second]])
             requests.append(JudgeRequest(row, first, second, [{"role": "user", "content": text}]))
     return requests
+
+
+class Timed(tuple):
+    """(seconds, verdicts) of a run timed inside its method."""
+
+
+def timed_without_reuse(engine, requests: list[JudgeRequest], max_new: int) -> Timed:
+    def judge(plain) -> Timed:
+        elapsed, verdicts = median_time(lambda: run_judge(plain, requests, "logprob", max_new), 1)
+        return Timed((elapsed, verdicts))
+
+    return without_kv_reuse(engine, judge)
 
 
 def unshared(engine, requests: list[JudgeRequest]) -> list:
@@ -77,6 +100,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--answer-chars", type=int, default=1200)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--cut-tokens", type=int, default=128, help="judge.max_answer_tokens of the cut row")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     info = machine_record(args.threads)  # the matmul peaks the bound comes from, measured first
@@ -95,22 +119,34 @@ def main() -> None:
     prompt_tokens = [
         len(t) for t in engines["transformers"].tokenizer([q.conversation[0]["content"] for q in requests])["input_ids"]
     ]
+    cut = {
+        b: judge_requests(args.mt_bench, args.pairs, args.answer_chars, answer_cut(e, args.cut_tokens))
+        for b, e in engines.items()
+    }
+    chosen = str(engines["transformers"].model.dtype).removeprefix("torch.")
+    other = "float32" if chosen == "bfloat16" else "bfloat16"
+    other_engine = build_engine(args.model, EngineSection(dtype=other), progress=False)
     methods = {
         f"{b}/{m}": fn
         for b, engine in engines.items()
         for m, fn in {
             "logprob": lambda e=engine: run_judge(e, requests, "logprob", max_new),
+            "logprob_no_reuse": lambda e=engine: timed_without_reuse(e, requests, max_new),
             "logprob_unshared": lambda e=engine: unshared(e, requests),
+            "logprob_cut": lambda e=engine, b=b: run_judge(e, cut[b], "logprob", max_new),
             "generate": lambda e=engine: run_judge(e, requests, "generate", max_new),
         }.items()
     }
-    for engine in engines.values():  # warm-up: first calls allocate and tune kernels
+    methods[f"transformers/logprob_{other}"] = lambda: run_judge(other_engine, requests, "logprob", max_new)
+    for engine in (*engines.values(), other_engine):  # warm-up: first calls allocate and tune kernels
         run_judge(engine, requests[:2], "generate", 4)
     seconds: dict[str, list[float]] = {name: [] for name in methods}
     verdicts: dict[str, list] = {}
     for rep in range(args.reps):
         for name, fn in methods.items():
             elapsed, verdicts[name] = median_time(fn, 1)
+            if isinstance(verdicts[name], Timed):  # the time of the judging alone, not of setting reuse off
+                elapsed, verdicts[name] = verdicts[name]
             seconds[name].append(elapsed)
             print(f"rep {rep} {name:30s} {elapsed:7.2f} s", flush=True)
 
@@ -119,6 +155,13 @@ def main() -> None:
     for name, times in seconds.items():
         median = sorted(times)[(len(times) - 1) // 2]
         rows[name] = {"seconds": round(median, 3), "pairs_per_s": round(pairs / median, 3), "reps": len(times)}
+    p_chosen = [j.p_first for j in verdicts["transformers/logprob"]]
+    p_other = [j.p_first for j in verdicts[f"transformers/logprob_{other}"]]
+    versus = {
+        "dtype": other,
+        "max_abs_p_first_diff": round(max(abs(a - b) for a, b in zip(p_chosen, p_other)), 4),
+        "same_side_of_half": f"{sum((a > 0.5) == (b > 0.5) for a, b in zip(p_chosen, p_other))}/{len(p_chosen)}",
+    }
     parsed = {b: sum(j.p_first is not None for j in verdicts[f"{b}/generate"]) / len(requests) for b in backends}
     ratios = {
         b: {
@@ -126,6 +169,10 @@ def main() -> None:
             "shared_vs_unshared": round(
                 rows[f"{b}/logprob"]["pairs_per_s"] / rows[f"{b}/logprob_unshared"]["pairs_per_s"], 2
             ),
+            "kv_reuse_vs_none": round(
+                rows[f"{b}/logprob"]["pairs_per_s"] / rows[f"{b}/logprob_no_reuse"]["pairs_per_s"], 2
+            ),
+            "cut_vs_whole": round(rows[f"{b}/logprob_cut"]["pairs_per_s"] / rows[f"{b}/logprob"]["pairs_per_s"], 2),
         }
         for b in backends
     }
@@ -140,6 +187,8 @@ def main() -> None:
     result = {
         "benchmark": "judge_throughput",
         "speedup_logprob_vs_generate_judge": ratios["transformers"]["logprob_vs_generate"],
+        # issue 21's target: the log-prob judge now over the one filed against (no KV reuse), fastest engine
+        "speedup_vs_judge_without_kv_reuse": ratios[fastest]["kv_reuse_vs_none"],
         "ratios": ratios,
         "speedup_llamacpp_logprob_vs_transformers_generate_judge": (
             round(rows["llamacpp/logprob"]["pairs_per_s"] / rows["transformers/generate"]["pairs_per_s"], 2)
@@ -147,6 +196,10 @@ def main() -> None:
             else None
         ),
         "fastest_logprob_engine": fastest,
+        "transformers_auto_dtype": chosen,
+        "transformers_auto_is_fastest": rows["transformers/logprob"]["seconds"]
+        <= rows[f"transformers/logprob_{other}"]["seconds"],
+        "verdicts_vs_other_dtype": versus,
         "generate_judge_parse_rate": {b: round(v, 3) for b, v in parsed.items()},
         "compute_bound_pairs_per_s": bounds,
         "machine": info,
@@ -159,26 +212,34 @@ def main() -> None:
             "parameters": params,
             "transformers_dtype": dtype,
             "generate_max_new_tokens": max_new,
+            "cut_tokens": args.cut_tokens,
         },
         "methods": rows,
     }
     lines = [
         f"{pairs} MT-Bench answer pairs (gpt-3.5-turbo vs alpaca-13b, answers cut to {args.answer_chars} characters), "
         f"both orders: {len(requests)} judge requests, median prompt {result['config']['judge_prompt_tokens_median']} "
-        f"tokens; generate judge up to {max_new} tokens; median of {args.reps} interleaved runs. Compute bound of "
+        f"tokens; generate judge up to {max_new} tokens; 'logprob_cut': answers cut to {args.cut_tokens} tokens "
+        f"(judge.max_answer_tokens); median of {args.reps} interleaved runs. Compute bound of "
         "the judge prompts alone at the matmul peak above: "
         + ", ".join(f"{b} ({bound_dtype[b]}) {bounds[b]:.2f} pairs/s" for b in backends)
         + ".",
         "",
-        "| engine | judge | seconds | pairs/s | log-prob judge speedup |",
+        "| engine | judge | seconds | pairs/s | log-prob judge's speedup over this row |",
         "|---|---|---:|---:|---:|",
     ]
     for b in backends:
         base = rows[f"{b}/logprob"]["pairs_per_s"]
-        for m in ("logprob", "logprob_unshared", "generate"):
+        extra = (f"logprob_{other}",) if b == "transformers" else ()
+        for m in ("logprob", "logprob_no_reuse", "logprob_unshared", "logprob_cut", *extra, "generate"):
             r = rows[f"{b}/{m}"]
             speed = "1.00x (reference)" if m == "logprob" else f"{base / r['pairs_per_s']:.2f}x"
             lines.append(f"| {b} | {m} | {r['seconds']:.2f} | {r['pairs_per_s']:.3f} | {speed} |")
+    lines.append("")
+    lines.append(
+        f"The transformers engine judges in {chosen} (`dtype: auto`); in {other} its P(slot 1) moved by up to "
+        f"{versus['max_abs_p_first_diff']}, on the same side of 0.5 for {versus['same_side_of_half']} requests."
+    )
     lines.append("")
     lines.append(
         "Generated rankings that parsed: "

@@ -8,12 +8,13 @@ stop strings, refill or bookkeeping). Only the decode calls are timed, from the 
 finish, so the batch stays full: unlike `generate_throughput`, nothing drains.
 
 Each weights type the engine can run (``source``: the GGUF as shipped, Q4_1 for the
-embedded model; ``f16``; ``q8_0``) is measured at each batch size, interleaved, median of
+embedded model; ``f16``; ``bf16``, whose dot products use AVX512-BF16 where the CPU has it;
+``q8_0``) is measured at each batch size, interleaved, median of
 ``--reps``. Each rate is also given as a share of the fp32 compute bound measured in the
 same run (`machine.machine_record`: 2 x parameters FLOP per token at the fp32 matmul peak),
 a reference for the quantised types rather than their bound.
 
-Usage: python benchmarks/llamacpp_decode.py [--weights source f16 q8_0] [--batch 1 32 128] [--tokens 64]
+Usage: python benchmarks/llamacpp_decode.py [--weights source f16 bf16 q8_0] [--batch 1 32 128] [--tokens 64]
 """
 
 from __future__ import annotations
@@ -74,8 +75,8 @@ def main() -> None:
     parser.add_argument(
         "--weights",
         nargs="+",
-        default=["source", "f16", "q8_0"],
-        choices=["source", "f16", "q8_0"],
+        default=["source", "f16", "bf16", "q8_0"],
+        choices=["source", "f16", "bf16", "q8_0"],
         help="Weights types to measure.",
     )
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 32, 128])

@@ -54,6 +54,27 @@ def test_machine_record_has_the_flags_and_the_peaks_bounds_come_from():
     assert record["bf16_native"] == bf16_supported(torch.device("cpu"))
     for dtype in ("float32", "bfloat16"):
         assert record["peak_matmul_gflops"][dtype]["gflops"] > 0
+        assert record["peak_matmul_gflops"][dtype]["decode_shape_gflops"] > 0
     # 135M parameters: 2 * 135e6 FLOPs a token, so the bound is the measured peak over that.
     bound = compute_bound_tok_s(record, "float32", 135_000_000)
     assert bound == pytest.approx(record["peak_matmul_gflops"]["float32"]["gflops"] * 1e9 / 2.7e8)
+
+
+def test_machine_line_names_the_decode_shaped_rate_only_where_it_was_measured():
+    from machine import machine_line
+
+    peaks = {"float32": {"gflops": 130.0, "size": 2048}, "bfloat16": {"gflops": 60.0, "size": 1024}}
+    record = {
+        "date": "2026-11-23",
+        "cpu": "AMD EPYC",
+        "cores": 2,
+        "threads": 2,
+        "flags": {"avx2": True},
+        "bf16_native": False,
+        "peak_matmul_gflops": peaks,
+        "python": "3.11.7",
+        "packages": {"torch": "2.14.1"},
+    }
+    assert "batch-32" not in machine_line(record)  # a record from before the decode-shaped rate
+    peaks["float32"]["decode_shape_gflops"], peaks["bfloat16"]["decode_shape_gflops"] = 110.0, 40.0
+    assert "[32,576]x[576,1536] matmul (batch-32 decoding's shape) 110 fp32 and 40 bf16" in machine_line(record)

@@ -27,8 +27,8 @@ from sao.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-WeightType = Literal["f16", "q8_0", "f32"]
-FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7}  # llama.cpp's enum llama_ftype (general.file_type)
+WeightType = Literal["f16", "bf16", "q8_0", "f32"]
+FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7, "bf16": 32}  # llama.cpp's enum llama_ftype (general.file_type)
 TRAINED_GGUF = "model.gguf"  # written into a trained model's directory; the llama.cpp engine looks for it there
 ARCHITECTURES = ("LlamaForCausalLM",)
 
@@ -90,6 +90,9 @@ def _tensors(model: Any, weight_type: WeightType) -> list[tuple[str, np.ndarray,
         # 32 values per block along rows.
         if data.ndim == 2 and weight_type == "f16":
             out.append((name, data.astype(np.float16), gguf.GGMLQuantizationType.F16))
+        elif data.ndim == 2 and weight_type == "bf16":
+            bf16 = gguf.GGMLQuantizationType.BF16
+            out.append((name, gguf.quants.quantize(data, bf16), bf16))
         elif data.ndim == 2 and weight_type == "q8_0" and data.shape[1] % 32 == 0:
             q8 = gguf.GGMLQuantizationType.Q8_0
             out.append((name, gguf.quants.quantize(data, q8), q8))

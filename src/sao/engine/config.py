@@ -38,10 +38,11 @@ class LlamaCppSection(Section):
         description="GGUF file with the weights; default: the embedded model's own, or model.gguf in a "
         "model directory (sao run writes it for each trained model).",
     )
-    weights: Literal["f16", "q8_0", "source"] = Field(
+    weights: Literal["f16", "bf16", "q8_0", "source"] = Field(
         "f16",
         description="Weight type llama.cpp runs: the GGUF is converted once and cached. f16 is fastest at "
-        "batch and closest to float32 torch on AVX2 CPUs; q8_0 is fastest single-stream; source: as given.",
+        "batch and closest to float32 torch on AVX2 CPUs; bf16 uses AVX512-BF16 dot products where the CPU "
+        "has them (docs/benchmarks.md compares the two); q8_0 is fastest single-stream; source: as given.",
     )
     context_per_sequence: int = Field(
         2048, ge=16, description="KV cells per sequence (prompt + generated); memory grows with batch_size x this."

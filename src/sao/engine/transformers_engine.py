@@ -16,9 +16,11 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
+from sao.engine.attention import use_gqa_sdpa
 from sao.engine.batching import left_pad, length_buckets
 from sao.engine.capabilities import IN_PROCESS, check_call, check_sampling
 from sao.engine.decoding import Job, Meter, adjusted, eos_ids, make_jobs, token_logprobs
+from sao.engine.growing_cache import growing_cache
 from sao.engine.prefix_cache import PrefixCache, cached_forward
 from sao.engine.prompts import continuation_ids, prompt_ids
 from sao.engine.sampler import choose_tokens
@@ -66,6 +68,7 @@ class TransformersEngine:
     ):
         self.loaded = loaded
         self.model = loaded.model
+        use_gqa_sdpa(self.model)  # each key/value head read once, mask or not (`sao.engine.attention`)
         self.tokenizer = loaded.tokenizer
         self.max_batch_size = max_batch_size
         self.score_batch_size = score_batch_size
@@ -139,7 +142,7 @@ class TransformersEngine:
         stops = {job.params.stop: StopStrings(self.tokenizer, job.params.stop) for job in batch}
         alive = list(range(len(batch)))  # batch index of each row still decoding
 
-        cache = DynamicCache(config=self.model.config)
+        cache = growing_cache(self.model.config)  # appends in place: no whole-cache copy per step
         logits = self._forward(ids, mask, positions, cache)
         if len(unique) < len(batch):
             rows = torch.as_tensor(owner, device=device)
