@@ -99,15 +99,21 @@ def count_until_eos(row: list[int], eos: set[int]) -> list[int]:
 def hf_generate(
     engine: TransformersEngine, prompts: list[list[int]], batch_size: int, max_new: int, sample: bool
 ) -> list[list[int]]:
-    """Plain ``model.generate`` over batches; returns generated tokens per prompt (before EOS)."""
+    """Plain ``model.generate`` over batches, with transformers' own SDPA attention (the engine switched the
+    model to `sao.engine.attention`'s); returns generated tokens per prompt (before EOS)."""
     outputs = []
     extra = dict(do_sample=True, temperature=0.7, top_p=0.95, top_k=0) if sample else dict(do_sample=False)
-    for start in range(0, len(prompts), batch_size):
-        ids, mask, _ = left_pad(prompts[start : start + batch_size], engine.pad_id, engine.device)
-        out = engine.model.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=max_new, pad_token_id=engine.pad_id, **extra
-        )
-        outputs += [count_until_eos(row, engine.eos_ids) for row in out[:, ids.shape[1] :].tolist()]
+    engines_attention = engine.model.config._attn_implementation
+    engine.model.set_attn_implementation("sdpa")
+    try:
+        for start in range(0, len(prompts), batch_size):
+            ids, mask, _ = left_pad(prompts[start : start + batch_size], engine.pad_id, engine.device)
+            out = engine.model.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=max_new, pad_token_id=engine.pad_id, **extra
+            )
+            outputs += [count_until_eos(row, engine.eos_ids) for row in out[:, ids.shape[1] :].tolist()]
+    finally:
+        engine.model.set_attn_implementation(engines_attention)
     return outputs
 
 
