@@ -5,6 +5,7 @@ import torch
 
 from conftest import ask
 from sao.engine import SamplingParams
+from sao.engine.batching import left_pad
 from sao.engine.chat_template import encode_prompt
 from sao.models import EMBEDDED_MODELS, convert_embedded_model, load_model
 
@@ -38,6 +39,27 @@ def test_greedy_matches_model_generate(smol_engine):
         ref = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=24, do_sample=False)
         ref_tokens = [t for t in ref[0, ids.shape[1] :].tolist() if t not in smol_engine.eos_ids]
         assert completion.samples[0].token_ids == ref_tokens
+
+
+def test_greedy_batch_matches_padded_generate_with_transformers_own_attention(smol_engine):
+    """The engine's decode paths (in-place cache, grouped-query SDPA with the mask, issue 21) against
+    plain ``generate`` on the same left-padded batch with transformers' SDPA: float32, the same tokens."""
+    model, tok = smol_engine.model, smol_engine.tokenizer
+    convs = [ask("What is the capital of France?"), ask("Name a large animal."), ask("Write one line on rain.")]
+    ours = smol_engine.generate(convs, SamplingParams(temperature=0, max_new_tokens=24))
+    ids, mask, _ = left_pad([encode_prompt(tok, c) for c in convs], smol_engine.pad_id, smol_engine.device)
+    assert not bool(mask.all())  # the prompts differ in length: the masked path
+    engines_attention = model.config._attn_implementation
+    model.set_attn_implementation("sdpa")
+    try:
+        ref = model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=24, do_sample=False, pad_token_id=smol_engine.pad_id
+        )
+    finally:
+        model.set_attn_implementation(engines_attention)
+    for completion, row in zip(ours, ref[:, ids.shape[1] :].tolist()):
+        end = next((i for i, t in enumerate(row) if t in smol_engine.eos_ids), len(row))
+        assert completion.samples[0].token_ids == row[:end]
 
 
 def test_score_matches_manual_forward(smol_engine):
