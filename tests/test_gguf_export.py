@@ -35,17 +35,29 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory, chatty_tiny_dir: Path) -
     return export_gguf(model, SOURCE, tmp_path_factory.mktemp("gguf") / "tiny.gguf", weight_type="f32")
 
 
+def engines_on(gguf_path: Path, model_dir: Path) -> tuple[LlamaCppEngine, TransformersEngine]:
+    """A llama.cpp engine on ``gguf_path`` and a float32 transformers engine on ``model_dir``'s weights."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    torch_engine = TransformersEngine(load_model(str(model_dir), dtype="float32"), progress=False)
+    llama = LlamaCppEngine(gguf_path, tokenizer, torch_engine.model.generation_config, max_batch_size=4, progress=False)
+    return llama, torch_engine
+
+
+def logprob_gaps(llama: LlamaCppEngine, torch_engine: TransformersEngine) -> list[float]:
+    """Per-token log-prob differences of the two engines on four answers."""
+    convs = [ask(q) for q in GREEDY_QUESTIONS[:4]]
+    answers = ["Red, blue and yellow.", "Waves fold", "Light to sugar.", "Practice daily."]
+    ours, theirs = llama.score(convs, answers), torch_engine.score(convs, answers)
+    return [abs(a - b) for x, y in zip(ours, theirs) for a, b in zip(x.logprobs, y.logprobs)]
+
+
 def test_exported_float32_weights_give_the_transformers_engines_numbers(tiny_gguf, chatty_tiny_dir):
     """A 2-layer, 64-wide model with SmolLM2's tokenizer: the architecture numbers, the q/k
     rotary permutation and the tokenizer metadata must all be right for llama.cpp to agree."""
-    tokenizer = AutoTokenizer.from_pretrained(chatty_tiny_dir)
-    torch_engine = TransformersEngine(load_model(str(chatty_tiny_dir), dtype="float32"), progress=False)
-    llama = LlamaCppEngine(tiny_gguf, tokenizer, torch_engine.model.generation_config, max_batch_size=4, progress=False)
+    llama, torch_engine = engines_on(tiny_gguf, chatty_tiny_dir)
     try:
+        assert max(logprob_gaps(llama, torch_engine)) < 1e-3
         convs = [ask(q) for q in GREEDY_QUESTIONS[:4]]
-        answers = ["Red, blue and yellow.", "Waves fold", "Light to sugar.", "Practice daily."]
-        ours, theirs = llama.score(convs, answers), torch_engine.score(convs, answers)
-        assert max(abs(a - b) for x, y in zip(ours, theirs) for a, b in zip(x.logprobs, y.logprobs)) < 1e-3
         greedy = SamplingParams(temperature=0, max_new_tokens=24)
         assert [c.samples[0].token_ids for c in llama.generate(convs, greedy)] == [
             c.samples[0].token_ids for c in torch_engine.generate(convs, greedy)
@@ -57,17 +69,11 @@ def test_exported_float32_weights_give_the_transformers_engines_numbers(tiny_ggu
 def test_exported_bf16_weights_score_within_bf16_rounding(tmp_path, chatty_tiny_dir):
     model = AutoModelForCausalLM.from_pretrained(chatty_tiny_dir, dtype=torch.float32)
     path = export_gguf(model, SOURCE, tmp_path / "tiny.bf16.gguf", weight_type="bf16")
-    tokenizer = AutoTokenizer.from_pretrained(chatty_tiny_dir)
-    torch_engine = TransformersEngine(load_model(str(chatty_tiny_dir), dtype="float32"), progress=False)
-    llama = LlamaCppEngine(path, tokenizer, torch_engine.model.generation_config, max_batch_size=4, progress=False)
+    llama, torch_engine = engines_on(path, chatty_tiny_dir)
     try:
-        convs = [ask(q) for q in GREEDY_QUESTIONS[:4]]
-        answers = ["Red, blue and yellow.", "Waves fold", "Light to sugar.", "Practice daily."]
-        ours, theirs = llama.score(convs, answers), torch_engine.score(convs, answers)
-        gaps = [abs(a - b) for x, y in zip(ours, theirs) for a, b in zip(x.logprobs, y.logprobs)]
         # bf16 weights keep 8 significant bits; on this near-uniform tiny model that moved the log-probs by
         # 9e-4 at most (2026-12-03).
-        assert max(gaps) < 0.01
+        assert max(logprob_gaps(llama, torch_engine)) < 0.01
     finally:
         llama.close()
     matrices = {t.tensor_type for t in gguf.GGUFReader(path).tensors if len(t.shape) == 2}
