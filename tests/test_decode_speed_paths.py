@@ -105,3 +105,14 @@ def test_mixed_greedy_and_sampled_rows_take_the_argmax_and_their_own_draws():
         logits[[1, 3]], temperature[:2], top_p[:2], [torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)]
     )
     assert mixed[[1, 3]].tolist() == alone.tolist()
+
+
+def test_a_model_saved_after_the_engine_switched_its_attention_loads_without_sao(tiny_model_dir, tmp_path):
+    """The attention implementation is a runtime choice: a trained model's config.json must not name
+    `GQA_SDPA`, or transformers without sao imported could not load it."""
+    import json
+
+    engine = TransformersEngine(load_model(str(tiny_model_dir), dtype="float32"), progress=False)
+    assert engine.model.config._attn_implementation == GQA_SDPA
+    engine.model.save_pretrained(tmp_path)
+    assert GQA_SDPA not in json.dumps(json.loads((tmp_path / "config.json").read_text()))
